@@ -108,6 +108,7 @@ class Task:
     metric: str
     splits: Mapping[str, TaskData]
     description: str = ""
+    loss: str = "kl"              # pruning objective: "kl" (next-token distributions) or "mse" (numeric outputs)
     meta: Mapping[str, str] = field(default_factory=dict)
 
     def split(self, name: str) -> TaskData:
