@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checkpoint import gathered, is_sharded, recompute_in_backward
 from .config import ModelConfig
 from .graph import EdgeGraph
 
@@ -44,9 +46,10 @@ class _Write(torch.autograd.Function):
     """Add writer outputs y into buffer rows; the returned token orders backward after every reader."""
 
     @staticmethod
-    def forward(ctx, y: Tensor, prev: Tensor, buf: _Buffer, start: int):  # noqa: ANN001, ANN205
+    def forward(ctx, y: Tensor, prev: Tensor, buf: _Buffer, start: int, add: bool = True):  # noqa: ANN001, ANN205
         rows = y.shape[0]
-        buf.data[start:start + rows].add_(y.reshape(rows, -1))
+        if add:  # False when a checkpointed layer is recomputed: its rows already hold y - y~
+            buf.data[start:start + rows].add_(y.reshape(rows, -1))
         ctx.buf, ctx.start, ctx.shape = buf, start, y.shape
         return prev.new_empty(0)
 
@@ -54,7 +57,7 @@ class _Write(torch.autograd.Function):
     def backward(ctx, _grad_token: Tensor):  # noqa: ANN001, ANN205
         rows = ctx.shape[0]
         grad = ctx.buf.grad_rows()[ctx.start:ctx.start + rows].view(ctx.shape)
-        return grad, _grad_token.new_zeros(0), None, None
+        return grad, _grad_token.new_zeros(0), None, None, None
 
 
 class _Mix(torch.autograd.Function):
@@ -214,11 +217,12 @@ class MaskedTransformer(nn.Module):
         rope = self._rope(n)
         for blk in self.blocks:
             snaps.append(resid)
-            x = _norm(resid, blk.ln1_w, blk.ln1_b, self.cfg)[None]
-            heads = self._heads(blk, x, x, x, rope)
-            resid = resid + heads.sum(0) + blk.b_O
-            snaps.append(resid)
-            mlp = self._mlp(blk, resid)
+            with gathered(blk):
+                x = _norm(resid, blk.ln1_w, blk.ln1_b, self.cfg)[None]
+                heads = self._heads(blk, x, x, x, rope)
+                resid = resid + heads.sum(0) + blk.b_O
+                snaps.append(resid)
+                mlp = self._mlp(blk, resid)
             resid = resid + mlp
             if record:
                 outs += [heads, mlp[None]]
@@ -253,7 +257,9 @@ class MaskedTransformer(nn.Module):
         for layer, blk in enumerate(self.blocks):
             snaps.append(run)
             start = g.n_src_before(layer)
-            run = run + outs[start:start + self.cfg.n_heads].sum(0) + blk.b_O.repeat(cache.shape[0] * cache.shape[1])
+            with gathered(blk):
+                bias = blk.b_O.repeat(cache.shape[0] * cache.shape[1])
+            run = run + outs[start:start + self.cfg.n_heads].sum(0) + bias
             snaps.append(run)
             run = run + outs[start + self.cfg.n_heads]
         snaps.append(run)
@@ -268,8 +274,20 @@ class MaskedTransformer(nn.Module):
         return self._unembed(resid)
 
     # ---------------------------------------------------------------- the edge-masked model
+    def _layer(self, layer: int, corrupt: CorruptCache, buf: _Buffer, rope: tuple | None,
+               k_attn: Tensor, k_mlp: Tensor, token: Tensor, add: bool = True) -> Tensor:
+        """One masked layer: mix its attention readers, write its heads, mix its MLP reader, write the MLP."""
+        blk, cfg, (b, n) = self.blocks[layer], self.cfg, corrupt.shape
+        n_src, h, kv, d = self.graph.n_src_before(layer), cfg.n_heads, cfg.kv_heads, cfg.d_model
+        x = _Mix.apply(k_attn, token, corrupt.resid[2 * layer], buf, n_src, None)
+        x = _norm(x.view(-1, b, n, d), blk.ln1_w, blk.ln1_b, cfg)
+        heads = self._heads(blk, x[:h], x[h:h + kv], x[h + kv:], rope)
+        token = _Write.apply(heads, token, buf, n_src, add)
+        x = _Mix.apply(k_mlp, token, corrupt.resid[2 * layer + 1], buf, n_src + h, None)
+        return _Write.apply(self._mlp(blk, x.view(b, n, d))[None], token, buf, n_src + h, add)
+
     def forward(self, tokens: Tensor, keep: Tensor | None = None, corrupt: CorruptCache | None = None,
-                positions: Tensor | None = None) -> Tensor:
+                positions: Tensor | None = None, checkpoint: bool = False) -> Tensor:
         """Logits with every edge gated: reader r sees h~_r + sum_w keep[w, r] * (y_w - y~_w).
 
         Args:
@@ -277,6 +295,7 @@ class MaskedTransformer(nn.Module):
             keep:      [n_src, n_dst] gates in [0, 1] (1 = edge kept); None = the unmodified model.
             corrupt:   CorruptCache of the corrupted input (same shape); required when keep is given.
             positions: long [batch, K] positions to return logits for (-1 = padding slot); None = all.
+            checkpoint: keep no layer activations for backward; recompute each layer there (engine/checkpoint.py).
         Returns:
             logits [batch, pos, vocab] or [batch, K, vocab].
         """
@@ -294,15 +313,15 @@ class MaskedTransformer(nn.Module):
         token = _Write.apply(self._embed(tokens), keep.new_empty(0), buf, 0)
         rope = self._rope(n)
         for layer, blk in enumerate(self.blocks):
-            n_src, cols = g.n_src_before(layer), g.attn_dst_slice(layer)
-            x = _Mix.apply(keep[:n_src, cols].T, token, corrupt.resid[2 * layer], buf, n_src, None)
-            x = _norm(x.view(-1, b, n, d), blk.ln1_w, blk.ln1_b, cfg)
-            h, kv = cfg.n_heads, cfg.kv_heads
-            heads = self._heads(blk, x[:h], x[h:h + kv], x[h + kv:], rope)
-            token = _Write.apply(heads, token, buf, n_src)
-            m_col = g.mlp_dst_index(layer)
-            x = _Mix.apply(keep[:n_src + h, m_col:m_col + 1].T, token, corrupt.resid[2 * layer + 1], buf, n_src + h, None)
-            token = _Write.apply(self._mlp(blk, x.view(b, n, d))[None], token, buf, n_src + h)
+            n_src, cols, m_col = g.n_src_before(layer), g.attn_dst_slice(layer), g.mlp_dst_index(layer)
+            k_attn, k_mlp = keep[:n_src, cols].T, keep[:n_src + cfg.n_heads, m_col:m_col + 1].T
+            run = partial(self._layer, layer, corrupt, buf, rope)
+            if checkpoint:
+                token = recompute_in_backward(run, partial(gathered, blk), k_attn, k_mlp, token)
+            elif is_sharded(blk):
+                raise ValueError("a model sharded with FSDP runs the masked forward with checkpoint=True")
+            else:
+                token = run(k_attn, k_mlp, token)
         final = corrupt.resid[-1].view(b * n, d)
         if positions is None:
             x = _Mix.apply(keep[:, -1:].T, token, final.reshape(-1), buf, g.n_src, None)

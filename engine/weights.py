@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from .config import ModelConfig
+from .llama import convert_llama
 from .model import MaskedTransformer
 from .runtime import resolve_device
 
@@ -76,7 +77,8 @@ def convert_gpt2(hf: dict, sd: dict[str, Tensor]) -> tuple[ModelConfig, dict[str
     return cfg, out
 
 
-CONVERTERS: dict[str, Converter] = {"gpt2": convert_gpt2}
+CONVERTERS: dict[str, Converter] = {"gpt2": convert_gpt2, "llama": convert_llama, "mistral": convert_llama,
+                                    "qwen2": convert_llama}
 """model_type of the Hugging Face config -> converter. Llama-family converters register here too."""
 
 
