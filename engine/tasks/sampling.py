@@ -13,6 +13,8 @@ from engine.tasks.base import Example, Tokenizer
 
 DATA_DIR = Path(__file__).parent / "data"
 
+GIVE_UP = 100  # draws after which a tokenizer that has aligned no example at all is given up on
+
 Sampler = Callable[[random.Random], Example]
 """Draws one clean/corrupted example (text only) from a seeded random generator."""
 
@@ -30,19 +32,25 @@ def fill(template: str, slots: dict[str, str]) -> str:
     return template
 
 
-def alignment_problem(example: Example, tokenizer: Tokenizer) -> str | None:
+def alignment_problem(example: Example, tokenizer: Tokenizer, cache: dict[str, list[int]] | None = None) -> str | None:
     """Why `example` cannot be used with `tokenizer` (None if it can).
 
     Clean and corrupted prompts must tokenize to the same length, and the first tokens of the
     good and bad completions must be disjoint (else the metric compares a token with itself).
+    `cache` memoizes the tokenization of completions, which repeat across examples.
     """
-    def ids(text: str) -> list[int]:
-        return list(tokenizer.encode(text, add_special_tokens=False))
+    cache = {} if cache is None else cache
 
-    if len(ids(example.clean)) != len(ids(example.corrupt)):
+    def first(text: str) -> list[int]:
+        if text not in cache:
+            cache[text] = list(tokenizer.encode(text, add_special_tokens=False))[:1]
+        return cache[text]
+
+    if len(tokenizer.encode(example.clean, add_special_tokens=False)) != \
+            len(tokenizer.encode(example.corrupt, add_special_tokens=False)):
         return "clean and corrupted prompts tokenize to different lengths"
-    good = [ids(g)[:1] for g in (example.good or (example.answer,))]
-    bad = [ids(b)[:1] for b in example.bad]
+    good = [first(g) for g in (example.good or (example.answer,))]
+    bad = [first(b) for b in example.bad]
     if any(not t for t in good + bad):
         return "a good/bad completion tokenizes to nothing"
     if {t[0] for t in good} & {t[0] for t in bad}:
@@ -64,19 +72,20 @@ def sample_examples(sampler: Sampler, tokenizer: Tokenizer, n: int, seed: int,
     out: list[Example] = []
     seen: set[str] = set()
     reasons: dict[str, int] = {}
-    for _ in range(max_tries):
-        if len(out) == n:
-            break
-        ex = sampler(rng)
+    cache: dict[str, list[int]] = {}
+    draws = 0
+    while len(out) < n and draws < max_tries and (out or draws < GIVE_UP):
+        ex, draws = sampler(rng), draws + 1
         if ex.clean in seen:
             continue
-        problem = alignment_problem(ex, tokenizer)
+        problem = alignment_problem(ex, tokenizer, cache)
         if problem is not None:
             reasons[problem] = reasons.get(problem, 0) + 1
             continue
         seen.add(ex.clean)
         out.append(ex)
     if len(out) < n:
-        why = "; ".join(f"{r} ({c}x)" for r, c in sorted(reasons.items(), key=lambda kv: -kv[1])) or "too few distinct prompts"
-        raise ValueError(f"could only make {len(out)} of {n} usable examples in {max_tries} draws: {why}")
+        why = "; ".join(f"{r} ({c}x)" for r, c in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        raise ValueError(f"could only make {len(out)} of {n} usable examples in {draws} draws with this "
+                         f"tokenizer: {why or 'too few distinct prompts'}")
     return out

@@ -1,0 +1,60 @@
+"""Tokenizer fixtures for the task tests: GPT-2-style byte-level BPE, Llama-style Metaspace BPE, our word-level one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ROOT / "assets" / "models"
+
+
+def _corpus() -> list[str]:
+    from engine.tasks import TASKS, sample_texts
+
+    texts = []
+    for name in TASKS:
+        for ex in sample_texts(name, 200, seed=1):
+            texts += [ex.clean + ex.answer, ex.corrupt + (ex.corrupt_answer or ex.answer), *ex.good, *ex.bad]
+    return texts
+
+
+def _train(pre_tokenizer, decoder, vocab_size: int):
+    """A small BPE trained offline on the generators' own text, wrapped as a transformers tokenizer."""
+    from tokenizers import Tokenizer, models, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer, tok.decoder = pre_tokenizer, decoder
+    tok.train_from_iterator(_corpus(), trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>"],
+                                                           show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>")
+
+
+@pytest.fixture(scope="session")
+def gpt2_style_tokenizer():
+    """Byte-level BPE with GPT-2's pre-tokenizer (the real vocabulary needs the network)."""
+    from tokenizers import decoders, pre_tokenizers
+
+    return _train(pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel(), 1200)
+
+
+@pytest.fixture(scope="session")
+def llama_style_tokenizer():
+    """Sentencepiece-style BPE (Metaspace, digits split one by one), as Llama tokenizers do."""
+    from tokenizers import decoders, pre_tokenizers
+
+    pre = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Digits(individual_digits=True)])
+    return _train(pre, decoders.Metaspace(), 1200)
+
+
+@pytest.fixture(scope="session")
+def word_tokenizer():
+    """The embedded models' word-level tokenizer, loaded as transformers loads it."""
+    from transformers import AutoTokenizer
+
+    path = MODELS / "ioi-2l"
+    if not (path / "tokenizer.json").exists():
+        pytest.skip(f"no embedded tokenizer at {path}")
+    return AutoTokenizer.from_pretrained(str(path))
