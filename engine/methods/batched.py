@@ -1,0 +1,76 @@
+"""Many gate settings in one pass: the edge-masked forward with one keep matrix per candidate, no grad.
+
+`MaskedTransformer.forward` takes one keep matrix for the whole batch. ACDC's candidate removals and the
+points of a faithfulness curve each need their own, so this module runs C gate settings side by side
+(batch C * B) with the corrupted cache shared. It mirrors `MaskedTransformer.forward` step by step and
+reuses the model's own pieces (`_embed`, `_heads`, `_mlp`, `_unembed`); a test checks it against the
+model's forward for every candidate, so a change there shows up here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..model import CorruptCache, MaskedTransformer, _norm
+from ..tasks.base import TaskData
+
+
+def _mix(keep_cols: Tensor, delta: Tensor, base: Tensor) -> Tensor:
+    """x[c, r] = base + sum_w keep[c, w, r] * delta[c, w]. keep_cols [C, n, R], delta [C, n, F] -> [C, R, F]."""
+    c, _, r = keep_cols.shape
+    return torch.baddbmm(base.expand(c, r, base.shape[-1]), keep_cols.transpose(1, 2), delta)
+
+
+@torch.no_grad()
+def batched_logits(model: MaskedTransformer, tokens: Tensor, keeps: Tensor, corrupt: CorruptCache,
+                   positions: Tensor) -> Tensor:
+    """Logits at `positions` for every gate setting.
+
+    Args:
+        tokens: long [B, P]; keeps: [C, n_src, n_dst] gates; corrupt: the corrupted cache of shape (B, P);
+        positions: long [B, K] (-1 = padding slot).
+    Returns:
+        [C, B, K, vocab].
+    """
+    g, cfg = model.graph, model.cfg
+    tokens = tokens.to(model.device)
+    b, n = tokens.shape
+    d, n_c, h, kv = cfg.d_model, keeps.shape[0], cfg.n_heads, cfg.kv_heads
+    keeps = keeps.to(model.device, model.dtype)
+    delta = corrupt.outputs.neg().unsqueeze(0).repeat(n_c, 1, 1)  # rows become y - y~ as writers run
+    emb = model._embed(tokens)
+    delta[:, : emb.shape[0]] += emb.reshape(emb.shape[0], -1)
+    rope = model._rope(n)
+    for layer, blk in enumerate(model.blocks):
+        start, cols = g.n_src_before(layer), g.attn_dst_slice(layer)
+        x = _mix(keeps[:, :start, cols], delta[:, :start], corrupt.resid[2 * layer])
+        r = x.shape[1]
+        x = _norm(x.view(n_c, r, b, n, d).transpose(0, 1).reshape(r, n_c * b, n, d), blk.ln1_w, blk.ln1_b, cfg)
+        heads = model._heads(blk, x[:h], x[h:h + kv], x[h + kv:], rope)
+        delta[:, start:start + h] += heads.reshape(h, n_c, -1).transpose(0, 1)
+        m = g.mlp_dst_index(layer)
+        x = _mix(keeps[:, :start + h, m:m + 1], delta[:, :start + h], corrupt.resid[2 * layer + 1])
+        delta[:, start + h] += model._mlp(blk, x.view(n_c * b, n, d)).reshape(n_c, -1)
+    x = _mix(keeps[:, :, -1:], delta, corrupt.resid[-1]).view(n_c, b, n, d)
+    rows = torch.arange(b, device=model.device)[:, None]
+    return model._unembed(x[:, rows, positions.to(model.device).clamp(min=0)])
+
+
+def chunk_size(model: MaskedTransformer, data: TaskData, budget_mb: float) -> int:
+    """How many gate settings fit in `budget_mb` of activation buffer for `data` (at least 1)."""
+    per = model.graph.n_src * data.clean.numel() * model.cfg.d_model * torch.finfo(model.dtype).bits / 8
+    return max(1, int(budget_mb * 2**20 // (3 * per)))
+
+
+def evaluate_keeps(model: MaskedTransformer, data: TaskData, keeps: Tensor, corrupt: CorruptCache,
+                   fn: Callable[[Tensor], Tensor], budget_mb: float = 256) -> Tensor:
+    """fn(logits [B, K, V]) -> [B] for every gate setting, chunked to the memory budget. Returns [C, B]."""
+    step = chunk_size(model, data, budget_mb)
+    out = []
+    for s in range(0, keeps.shape[0], step):
+        logits = batched_logits(model, data.clean, keeps[s:s + step], corrupt, data.positions)
+        out += [fn(lg) for lg in logits]
+    return torch.stack(out)
