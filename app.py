@@ -1,0 +1,15 @@
+"""Circuit Explorer: the router and the sidebar shared by every page (`streamlit run app.py`)."""
+
+import streamlit as st
+
+from explorer import widgets
+
+st.set_page_config(page_title="Circuit Explorer", page_icon=":material/hub:", layout="wide")
+widgets.sidebar_model_picker()
+st.navigation([
+    st.Page("pages/prune.py", title="Prune", icon=":material/content_cut:", default=True),
+    st.Page("pages/circuit.py", title="Circuit", icon=":material/account_tree:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/prompts.py", title="Prompt lab", icon=":material/chat:"),
+    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
+]).run()

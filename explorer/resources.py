@@ -1,0 +1,149 @@
+"""Cached loaders and computations: @st.cache_resource / @st.cache_data around the engine and renderers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import streamlit as st
+
+import engine
+from engine import Circuit, EvalResult, MaskedTransformer, Task
+
+from . import graph_view, pyvis_html
+from .library import Library
+
+ENV_MODELS = "CIRCUIT_EXPLORER_MODELS"
+"""`name=path;name2=path2`: the models offered instead of the embedded ones (tests, custom setups)."""
+N_EXAMPLES = 96  # examples per built-in task (train; validation and test get a quarter each)
+TASK_FOR_MODEL = {"ioi": "ioi", "greater": "greater_than", "pronoun": "gendered_pronoun", "boolean": "boolean_instruction"}
+
+
+def model_choices() -> dict[str, str]:
+    """Offered models, name -> what load_model reads: $CIRCUIT_EXPLORER_MODELS, else the embedded models."""
+    spec = os.environ.get(ENV_MODELS, "").strip()
+    if spec:
+        pairs = [p.split("=", 1) if "=" in p else [Path(p).name, p] for p in spec.split(";") if p.strip()]
+        return {name.strip(): path.strip() for name, path in pairs}
+    return {name: name for name in engine.embedded_models()}
+
+
+def default_task(model_name: str) -> str:
+    for key, task in TASK_FOR_MODEL.items():
+        if key in model_name.lower():
+            return task
+    return "ioi"
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading model…")
+def get_model(name: str) -> MaskedTransformer:
+    """Shared by every session and thread: never mutated (gates are forward arguments, not state).
+
+    Raises:
+        ValueError: the model cannot be found or loaded (offline hub id, bad folder).
+    """
+    return engine.load_model(model_choices().get(name, name), device=None).eval().requires_grad_(False)
+
+
+@st.cache_resource(max_entries=16, show_spinner="Building task…")
+def get_task(model_name: str, task_name: str, n: int = N_EXAMPLES, seed: int = 0) -> Task:
+    model = get_model(model_name)
+    if model.tokenizer is None:
+        raise ValueError(f"model {model_name!r} has no tokenizer files, so tasks cannot be tokenized for it")
+    return engine.get_task(task_name, model.tokenizer, n=n, seed=seed, n_ctx=model.cfg.n_ctx)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Reading JSONL…")
+def jsonl_task(model_name: str, data: bytes, filename: str) -> Task:
+    """A task from uploaded JSONL bytes. Raises engine.DataError listing bad lines."""
+    model = get_model(model_name)
+    if model.tokenizer is None:
+        raise ValueError(f"model {model_name!r} has no tokenizer files")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / (Path(filename).name or "upload.jsonl")
+        path.write_bytes(data)
+        return engine.load_jsonl_task(path, model.tokenizer, model.cfg.n_ctx, name=Path(filename).stem)
+
+
+def task_key(task: Task) -> str:
+    return f"{task.name}:{len(task.split('test')) if 'test' in task.splits else 0}:{id(task)}"
+
+
+@st.cache_resource(max_entries=512, show_spinner=False)
+def evaluate(model_name: str, tkey: str, circuit_id: str, _task: Task, _circuit: Circuit) -> EvalResult:
+    return engine.evaluate(get_model(model_name), _task, _circuit)
+
+
+@st.cache_resource(max_entries=64, show_spinner="Measuring faithfulness across sizes…")
+def faithfulness(model_name: str, tkey: str, circuit_id: str, sparsities: tuple[float, ...], _task: Task,
+                 _circuit: Circuit) -> list[EvalResult]:
+    return engine.faithfulness_curve(get_model(model_name), _task, _circuit, list(sparsities))
+
+
+@st.cache_data(max_entries=32, show_spinner="Drawing graph…")
+def graph_html(circuit_id: str, max_edges: int, title: str, state_key: str, _circuit: Circuit,
+               _state: dict) -> str:
+    """The circuit with every edge up to `max_edges` (the threshold is applied in the page's JavaScript)."""
+    g = graph_view.to_nx(_circuit, include="all", max_edges=max_edges)
+    return pyvis_html.render(g, title=title, graph_id=f"g{circuit_id}-{max_edges}", state=_state)
+
+
+@st.cache_data(max_entries=16, show_spinner="Drawing graph…")
+def compare_html(key: str, title: str, _circuits: dict[str, Circuit], _legend: list) -> str:
+    g = graph_view.compare_nx(_circuits)
+    return pyvis_html.render(g, title=title, graph_id=f"cmp-{key}", legend=_legend)
+
+
+def library() -> Library:
+    return Library()
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _load(path: str, mtime: float) -> Circuit:
+    circuit = Circuit.load(path)
+    return circuit if circuit.meta.get("name") else replace(circuit, meta={**circuit.meta, "name": Path(path).stem})
+
+
+def load_entry(name: str) -> Circuit:
+    """A library circuit by name (cached until its file changes). Raises ValueError / KeyError."""
+    entry = library().get(name)
+    return _load(str(entry.path), entry.path.stat().st_mtime)
+
+
+def circuit_from_upload(data: bytes, filename: str) -> Circuit:
+    """A circuit from an uploaded `.safetensors` (never unpickled) or `edges.json`. Raises ValueError."""
+    suffix = ".json" if filename.lower().endswith(".json") else ".safetensors"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(data)
+        circuit = Circuit.load_edges_json(path) if suffix == ".json" else Circuit.load(path)
+    name = Path(filename).stem or "upload"
+    return replace(circuit, meta={**circuit.meta, "name": circuit.meta.get("name") or name})
+
+
+def content_key(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def model_key(name: str) -> str:
+    """The offered model name for a circuit's `model` metadata (which may be the folder it was loaded from)."""
+    for key, path in model_choices().items():
+        if name in (key, path):
+            return key
+    return name
+
+
+@st.cache_resource(max_entries=16, show_spinner="Pruning…")
+def learn_stage(model_name: str, task_name: str, target: float, n_steps: int) -> tuple[Circuit, engine.PruneLog]:
+    """A short teaching run at one sparsity target (cached: a class sees the same result)."""
+    cfg = engine.PruneConfig(n_steps=n_steps, batch_size=16, edge_sparsity=target)
+    return engine.prune(get_model(model_name), get_task(model_name, task_name), cfg)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def static_graph_html(circuit_id: str, title: str, _circuit: Circuit) -> str:
+    """Only the circuit's own edges (small graphs that are redrawn as a whole)."""
+    return pyvis_html.render(graph_view.to_nx(_circuit), title=title, graph_id=f"s{circuit_id}")

@@ -1,0 +1,46 @@
+"""The one place that reads and writes st.session_state: the Session dataclass and widget keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from engine import Circuit
+
+from .jobs import PruneJob
+
+# Widget keys: "<page>.<widget>".
+MODEL = "sidebar.model"
+MODEL_CUSTOM = "sidebar.model_custom"
+CIRCUIT_PICK = "circuit.pick"
+THRESHOLD_MODE = "circuit.mode"
+HIDE_DANGLING = "circuit.hide_dangling"
+HIGHLIGHT = "circuit.highlight"
+COMPARE_PICK = "compare.pick"
+
+
+@dataclass
+class Session:
+    """Everything this browser session produced. Widget values live under their own keys."""
+
+    job: PruneJob | None = None                # the current (or last) background pruning run
+    circuit_name: str | None = None            # library entry the Circuit page shows
+    uploaded: dict[str, Circuit] = field(default_factory=dict)  # circuits opened from files, by name
+    unsaved: dict[str, Circuit] = field(default_factory=dict)   # results not in the library (e.g. cancelled)
+    learn_step: int = 0                        # Learn page: how many pruning stages have run
+    notices: list[str] = field(default_factory=list)
+
+
+def session() -> Session:
+    return st.session_state.setdefault("session", Session())
+
+
+def get(key: str, default: object = None) -> object:
+    """A widget's current value (for widgets drawn further down the page)."""
+    return st.session_state.get(key, default)
+
+
+def set_value(key: str, value: object) -> None:
+    """Preset a widget's value before it is drawn (e.g. open a new result in the Circuit page)."""
+    st.session_state[key] = value

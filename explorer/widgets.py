@@ -1,0 +1,290 @@
+"""Reusable Streamlit blocks: model/task/circuit pickers, the prune form, the live graph, progress, exports."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+import engine
+from engine import Circuit, MaskedTransformer, PruneConfig, Task
+
+from . import charts, graph_view, jobs, pyvis_html, resources, state, theme
+from .library import slug as library_slug
+
+OTHER_MODEL = "Other: hub id or local folder…"
+MAX_EDGES_SENT = 3000  # edges shipped to the browser at once; more only when a threshold needs them
+
+# Posts a view state to the graph iframe (and remembers it for an iframe that is still loading).
+# The iframe keeps its document, so a threshold change costs one small message, not a reload.
+_BRIDGE = st.components.v2.component("circuit_explorer_graph_bridge", html="<span></span>", js="""
+export default function (component) {
+  const data = component.data || {};
+  window.__circuitExplorer = window.__circuitExplorer || {};
+  window.__circuitExplorer[data.graph] = data;
+  for (const frame of document.querySelectorAll("iframe")) {
+    try { frame.contentWindow.postMessage({circuitExplorer: data}, "*"); } catch (err) { /* cross-origin */ }
+  }
+}
+""")
+
+
+# ---- models and tasks ----
+def sidebar_model_picker() -> str:
+    """Sidebar model choice shared by every page: embedded models first, or any hub id / local folder."""
+    choices = list(resources.model_choices())
+    options = choices + [OTHER_MODEL]
+    pick = st.sidebar.selectbox("Model", options, key=state.MODEL, help="Embedded models work offline.")
+    if pick == OTHER_MODEL:
+        custom = st.sidebar.text_input("Hub id or local folder", key=state.MODEL_CUSTOM, placeholder="gpt2")
+        pick = custom.strip() or (choices[0] if choices else "")
+    st.sidebar.caption(f"Circuit library: `{resources.library().folder}`")
+    return pick
+
+
+def selected_model() -> str:
+    value = state.get(state.MODEL)
+    if value == OTHER_MODEL:
+        value = str(state.get(state.MODEL_CUSTOM, "") or "").strip()
+    return str(value or next(iter(resources.model_choices()), ""))
+
+
+def require_model(name: str) -> MaskedTransformer:
+    """The cached model, or a clear message and a stopped page."""
+    if not name:
+        st.error("No model available: no embedded models were found. Pick *Other* and give a hub id or folder.")
+        st.stop()
+    try:
+        return resources.get_model(name)
+    except Exception as e:  # any loader failure is the user's to fix, not a traceback
+        st.error(f"Could not load model **{name}**: {e}\n\nOffline? Use an embedded model or a local folder.")
+        st.stop()
+
+
+def task_picker(model_name: str, key: str) -> Task | None:
+    """A built-in task or an uploaded JSONL file; problems listed with their line numbers."""
+    source = st.radio("Task", ["Built-in", "Upload JSONL"], horizontal=True, key=f"{key}.source")
+    try:
+        if source == "Built-in":
+            names = list(engine.TASKS)
+            default = resources.default_task(model_name)
+            name = st.selectbox("Built-in task", names, index=names.index(default) if default in names else 0,
+                                key=f"{key}.task.{model_name}")
+            st.caption(engine.TASKS[name].description)
+            return resources.get_task(model_name, name)
+        up = st.file_uploader("JSONL: one {\"clean\": \"…<predict>answer</predict>\", \"corrupted\": …} per line",
+                              type=["jsonl", "json", "txt"], key=f"{key}.upload")
+        if up is None:
+            return None
+        return resources.jsonl_task(model_name, up.getvalue(), up.name)
+    except engine.DataError as e:
+        lines = "\n".join(f"- line {n}: {reason}" for n, reason in e.problems[:30])
+        st.error(f"The data has {len(e.problems)} problem(s):\n{lines}")
+    except (KeyError, ValueError) as e:
+        st.error(f"Cannot build this task for {model_name}: {e}")
+    return None
+
+
+def prune_form(key: str = "prune") -> PruneConfig | None:
+    """Hyper-parameters with working defaults; returns a PruneConfig when submitted and valid."""
+    with st.form(f"{key}.form"):
+        c1, c2, c3 = st.columns(3)
+        steps = c1.number_input("Steps", 1, 100_000, 300, key=f"{key}.steps")
+        sparsity = c2.number_input("Target edge sparsity", 0.0, 1.2, 0.95, 0.01, key=f"{key}.sparsity",
+                                   help="Share of edges removed; above 1 pushes as sparse as possible.")
+        batch = c3.number_input("Batch size", 1, 1024, 32, key=f"{key}.batch")
+        with st.expander("Advanced"):
+            a1, a2, a3 = st.columns(3)
+            use_nodes = a1.checkbox("Node gates", False, key=f"{key}.use_nodes")
+            node_sparsity = a1.number_input("Target node sparsity", 0.0, 1.2, 0.72, 0.01, key=f"{key}.node_sparsity")
+            warmup = a2.number_input("Warm-up steps (0 = 80% of steps)", 0, 100_000, 0, key=f"{key}.warmup")
+            lr_gates = a2.number_input("LR gates", 0.0, 100.0, 0.8, 0.1, key=f"{key}.lr_gates")
+            lr_lambdas = a3.number_input("LR Lagrange multipliers", 0.0, 100.0, 0.8, 0.1, key=f"{key}.lr_lambdas")
+            seed = a3.number_input("Seed", 0, 2**31 - 1, 0, key=f"{key}.seed")
+            ablation = a1.selectbox("Ablation", ["interchange", "mean", "zero"], key=f"{key}.ablation")
+        if not st.form_submit_button("Prune", type="primary"):
+            return None
+    try:
+        return PruneConfig(n_steps=int(steps), batch_size=int(batch), edge_sparsity=float(sparsity),
+                           node_sparsity=float(node_sparsity) if use_nodes else None,
+                           warmup_steps=int(warmup) or None, lr_gates=float(lr_gates), lr_lambdas=float(lr_lambdas),
+                           seed=int(seed), ablation=ablation)
+    except ValueError as e:
+        st.error(f"Impossible settings: {e}")
+        return None
+
+
+# ---- background pruning ----
+def start_prune(model: MaskedTransformer, task: Task, cfg: PruneConfig, model_name: str) -> jobs.PruneJob:
+    lib = resources.library()
+    name = f"{model_name.rstrip('/').split('/')[-1]}-{task.name}-s{cfg.edge_sparsity:g}"
+
+    def save(circuit: Circuit, log: engine.PruneLog):
+        if log.stopped_early and job.cancelled:
+            return None  # the user stopped it: offered for saving, not saved silently
+        return lib.save(circuit, name, {"prune_log": json.loads(log.to_json()), "prune_config": cfg.to_dict()})
+
+    job = jobs.PruneJob(lambda on_step: engine.prune(model, task, cfg, on_step=on_step), cfg.n_steps, save, name)
+    return job.start()
+
+
+@st.fragment(run_every=0.7)
+def prune_progress() -> None:
+    """Live progress of the session's run; reruns the whole page once the run ends."""
+    job = state.session().job
+    if job is None:
+        return
+    if not job.running:
+        st.rerun()
+    step = len(job.steps)
+    st.progress(min(1.0, job.progress), text=f"Step {step} / {job.n_steps} · ETA {jobs.format_eta(job.eta_s)}")
+    if st.button("Cancel", key="prune.cancel", disabled=job.cancelled):
+        job.cancel()
+        st.toast("Stopping after the current step…")
+    if job.steps:
+        st.plotly_chart(charts.prune_curves(list(job.steps)), key="prune.live", config=charts.plotly_config())
+
+
+# ---- circuits ----
+def circuit_options() -> dict[str, str]:
+    """label -> source key ("lib:<name>", "up:<name>", "new:<name>") for every circuit this session can open."""
+    sess = state.session()
+    out = {f"{n} (this session, unsaved)": f"new:{n}" for n in sess.unsaved}
+    out.update({f"{n} (uploaded)": f"up:{n}" for n in sess.uploaded})
+    for e in resources.library().entries():
+        out[e.label] = f"lib:{e.name}"
+    return out
+
+
+def open_circuit(source: str) -> Circuit:
+    """Raises ValueError/KeyError for a damaged or missing file."""
+    kind, name = source.split(":", 1)
+    sess = state.session()
+    if kind == "new":
+        return sess.unsaved[name]
+    if kind == "up":
+        return sess.uploaded[name]
+    return resources.load_entry(name)
+
+
+def circuit_upload(key: str) -> None:
+    up = st.file_uploader("Open a circuit file (.safetensors or edges.json)", type=["safetensors", "json"], key=key)
+    if up is not None:
+        try:
+            c = resources.circuit_from_upload(up.getvalue(), up.name)
+            state.session().uploaded[c.meta["name"]] = c
+            state.session().circuit_name = f"up:{c.meta['name']}"
+        except ValueError as e:
+            st.error(f"Cannot open {up.name}: {e}")
+
+
+def circuit_picker(label: str = "Circuit") -> Circuit | None:
+    """Pick one circuit (default: this session's latest); a damaged file gives a message."""
+    opts = circuit_options()
+    if not opts:
+        st.info("No circuits yet: prune one on the **Prune** page, or open a file below.")
+        return None
+    sources = list(opts.values())
+    sess = state.session()
+    index = sources.index(sess.circuit_name) if sess.circuit_name in sources else 0
+    label_pick = st.selectbox(label, list(opts), index=index)
+    sess.circuit_name = opts[label_pick]
+    try:
+        return open_circuit(opts[label_pick])
+    except (ValueError, KeyError) as e:
+        st.error(f"Cannot open this circuit: {e}")
+        return None
+
+
+def threshold_control(circuit: Circuit) -> tuple[Circuit, float]:
+    """Score / edge-count / sparsity control; returns (selection, score threshold the graph applies)."""
+    cid = circuit.circuit_id
+    mode = st.radio("Threshold by", ["edge count", "score", "sparsity"], horizontal=True, key=state.THRESHOLD_MODE)
+    total = circuit.graph.n_edges
+    if mode == "edge count":
+        n = st.slider("Edges kept", 0, total, circuit.n_edges, key=f"circuit.edges.{cid}")
+        return graph_view.select(circuit, "edges", n)
+    if mode == "sparsity":
+        s = st.slider("Sparsity (share of edges removed)", 0.0, 1.0, round(circuit.sparsity, 4), 0.0005,
+                      format="%.4f", key=f"circuit.sparsity.{cid}")
+        return graph_view.select(circuit, "sparsity", s)
+    real = circuit.scores[circuit.graph.real_edges]
+    lo, hi = float(real.min()), float(real.max())
+    start = min(max(graph_view.view_threshold(circuit, hi), lo), hi)
+    if hi <= lo:
+        st.caption(f"Every edge has the score {lo:.4g}.")
+        return graph_view.select(circuit, "score", lo)
+    t = st.slider("Score ≥", lo, hi, start, (hi - lo) / 1000, format="%.4f", key=f"circuit.score.{cid}")
+    return graph_view.select(circuit, "score", t)
+
+
+def live_graph(circuit: Circuit, threshold: float, n_shown: int, drop: list[str], highlight: str | None,
+               title: str) -> str:
+    """Draw the graph once per circuit; later calls only post the new view state. Returns the HTML."""
+    cap = MAX_EDGES_SENT if n_shown <= MAX_EDGES_SENT else int(math.ceil(n_shown / 1000) * 1000)
+    cap = min(cap, circuit.graph.n_edges)
+    graph_id = f"g{circuit.circuit_id}-{cap}"
+    view = {"graph": graph_id, "threshold": threshold, "drop": drop, "highlight": highlight}
+    html = resources.graph_html(circuit.circuit_id, cap, title, "", circuit, view)
+    st.iframe(html, height=theme.GRAPH_HEIGHT_PX + theme.IFRAME_EXTRA_PX, alt=f"circuit graph {graph_id}")
+    _BRIDGE(data=view, key=f"bridge.{graph_id}", height=1)
+    return html
+
+
+def standalone_html(circuit: Circuit, selection: Circuit, threshold: float, title: str) -> str:
+    g = graph_view.to_nx(circuit, include="all", max_edges=max(MAX_EDGES_SENT, selection.n_edges))
+    return pyvis_html.render(g, title=title, graph_id="export", state={"threshold": threshold})
+
+
+def _circuit_bytes(selection: Circuit) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        return selection.save(Path(tmp) / "c.safetensors").read_bytes()
+
+
+def downloads(circuit: Circuit, selection: Circuit, threshold: float, title: str, stem: str) -> None:
+    """Circuit file, edges.json and the standalone graph, exactly as shown; built only when clicked."""
+    stem = library_slug(stem)
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Circuit file (.safetensors)", lambda: _circuit_bytes(selection), f"{stem}.safetensors",
+                       mime="application/octet-stream", key="dl.circuit", on_click="ignore")
+    c2.download_button("edges.json", lambda: json.dumps(selection.to_edges_json(), indent=1), f"{stem}.edges.json",
+                       mime="application/json", key="dl.edges", on_click="ignore")
+    c3.download_button("Graph (standalone HTML)", lambda: standalone_html(circuit, selection, threshold, title),
+                       f"{stem}.html", mime="text/html", key="dl.html", on_click="ignore")
+
+
+def show_eval(result: engine.EvalResult) -> None:
+    c = st.columns(4)
+    c[0].metric("KL to full model", f"{result.kl:.4f}")
+    c[1].metric(result.metric_name, f"{result.metric:.3f}", f"full model {result.full_metric:.3f}", delta_color="off")
+    c[2].metric("Accuracy", f"{result.accuracy:.1%}", f"full model {result.full_accuracy:.1%}", delta_color="off")
+    c[3].metric("Test examples", result.n_examples)
+
+
+def circuits_picker(label: str = "Circuits to compare") -> dict[str, Circuit]:
+    """Pick two or more circuits; default: an instruction vs few-shot pair when one exists."""
+    opts = circuit_options()
+    labels = list(opts)
+    pair = [lb for lb in labels if "boolean" in lb.lower() and ("instruction" in lb.lower() or "fewshot" in lb.lower()
+                                                                   or "few-shot" in lb.lower())]
+    default = pair[:2] if len(pair) >= 2 else labels[:2]
+    picked = st.multiselect(label, labels, default=default, key=state.COMPARE_PICK)
+    out: dict[str, Circuit] = {}
+    for lb in picked:
+        try:
+            c = open_circuit(opts[lb])
+        except (ValueError, KeyError) as e:
+            st.error(f"Cannot open {lb}: {e}")
+            continue
+        out[c.meta.get("name") or lb] = c
+    return out
+
+
+def save_and_open(circuit: Circuit, name: str) -> None:
+    """Save a derived circuit (intersection, union) under a new name and open it in the Circuit page."""
+    entry = resources.library().save(circuit, name)
+    state.session().circuit_name = f"lib:{entry.name}"
+    st.switch_page("pages/circuit.py")

@@ -1,0 +1,75 @@
+"""Compare page: two or more circuits in one graph, overlap vs chance, and a cross-evaluation matrix."""
+
+from functools import reduce
+
+import pandas as pd
+import streamlit as st
+
+import engine
+from explorer import graph_view, overlap, resources, theme, widgets
+
+st.title("Compare circuits")
+st.caption("E.g. the Boolean Expressions circuits found with instruction prompts and with few-shot prompts.")
+circuits = widgets.circuits_picker()
+widgets.circuit_upload("compare.upload")
+if len(circuits) < 2:
+    st.info("Choose at least two circuits of the same model.")
+    st.stop()
+names = list(circuits)
+graphs = {repr(c.graph.to_dict()) for c in circuits.values()}
+hashes = {c.meta.get("config_hash") for c in circuits.values()} - {None, ""}
+if len(graphs) > 1 or len(hashes) > 1:
+    st.error("These circuits come from different models (different graphs or config hashes); compare circuits "
+             "of one model.")
+    st.stop()
+
+inter = reduce(lambda a, b: a & b, circuits.values())
+union = reduce(lambda a, b: a | b, circuits.values())
+c = st.columns(4)
+c[0].metric("Union", f"{union.n_edges:,} edges")
+c[1].metric("Intersection", f"{inter.n_edges:,} edges")
+c[2].metric("Full graph", f"{union.graph.n_edges:,} edges")
+c[3].metric("Jaccard", f"{inter.n_edges / max(union.n_edges, 1):.2f}")
+
+key = "-".join(sorted(x.circuit_id for x in circuits.values()))
+legend = graph_view.group_legend(names)
+html = resources.compare_html(key, " vs ".join(names), circuits, legend)
+st.iframe(html, height=theme.GRAPH_HEIGHT_PX + theme.IFRAME_EXTRA_PX, alt="compare graph")
+
+st.subheader("Overlap vs chance")
+rows = [{"A": o.a, "B": o.b, "|A|": o.n_a, "|B|": o.n_b, "shared": o.shared,
+         "share of smaller": o.share_of_smaller, "expected by chance": o.expected,
+         "observed / expected": o.ratio, "p-value (hypergeometric)": f"{o.p_value:.3g}"}
+        for o in overlap.pairwise(circuits)]
+st.dataframe(pd.DataFrame(rows), hide_index=True)
+st.caption("Expected = |A|·|B| / total edges if both were random sets of their sizes; p = P(shared ≥ observed).")
+
+b = st.columns(2)
+if b[0].button("Save the intersection and open it", disabled=inter.n_edges == 0):
+    widgets.save_and_open(inter, "intersection-" + "-".join(names))
+if b[1].button("Save the union and open it"):
+    widgets.save_and_open(union, "union-" + "-".join(names))
+
+st.subheader("Evaluation matrix")
+model_name = resources.model_key(next(iter(circuits.values())).meta.get("model", ""))
+task_names = [t for t in dict.fromkeys(x.meta.get("task") for x in circuits.values()) if t in engine.TASKS]
+picked = st.multiselect("Tasks / prompt styles", list(engine.TASKS), default=task_names or None, key="compare.tasks")
+try:
+    resources.get_model(model_name)
+except Exception as e:  # circuits whose model is unavailable can still be compared, not evaluated
+    st.info(f"Evaluation needs the model **{model_name}**: {e}")
+    st.stop()
+rows_c = {**circuits, "intersection": inter, "full model": engine.Circuit.full(union.graph)}
+table = {}
+for t in picked:
+    try:
+        task = resources.get_task(model_name, t)
+    except (KeyError, ValueError) as e:
+        st.warning(f"{t}: {e}")
+        continue
+    for rname, circ in rows_c.items():
+        r = resources.evaluate(model_name, resources.task_key(task), circ.circuit_id, task, circ)
+        table.setdefault(rname, {})[f"{t} · accuracy"] = r.accuracy
+        table[rname][f"{t} · {r.metric_name}"] = r.metric
+if table:
+    st.dataframe(pd.DataFrame(table).T.style.format("{:.3f}"))

@@ -1,0 +1,80 @@
+"""Learn page: interchange ablation, hard-concrete gates, the sparsity schedule, pruning step by step."""
+
+import pandas as pd
+import streamlit as st
+
+import engine
+from explorer import charts, lessons, resources, state, theme, widgets
+
+st.title("Learn: how Edge Pruning finds a circuit")
+choices = resources.model_choices()
+model_name = next((m for m in choices if "ioi" in m.lower()), widgets.selected_model())
+model = widgets.require_model(model_name)
+task_name = resources.default_task(model_name)
+try:
+    task = resources.get_task(model_name, task_name)
+except (KeyError, ValueError) as e:
+    st.error(f"The teaching task {task_name} cannot be built for {model_name}: {e}")
+    st.stop()
+st.caption(f"Driven by the model **{model_name}** ({model.graph.n_edges:,} edges) on the task **{task.name}**.")
+
+st.header("1 · Interchange ablation")
+st.markdown("An edge *writer → reader* is **removed** by giving the reader the writer's output from a "
+            "**corrupted** prompt instead of the clean one. Remove every edge and you get the corrupted run.")
+data = task.split("test")
+i = st.number_input("Example", 1, len(data), 1, key="learn.example") - 1
+ex = data.examples[i]
+st.code(f"clean:     {ex.clean}\ncorrupted: {ex.corrupt}\nanswer:    {ex.answer}", language=None)
+n = int(data.positions[i, 0]) + 1
+clean, corrupt = data.clean[i : i + 1, :n], data.corrupt[i : i + 1, :n]
+choice = st.selectbox("Remove", lessons.ablation_choices(model.graph), key="learn.ablate")
+keep = lessons.ablation_keep(model.graph, choice)
+cols = st.columns(3)
+runs = {"full model, clean prompt": engine.predict(model, clean, k=5),
+        "full model, corrupted prompt": engine.predict(model, corrupt, k=5),
+        f"clean, with {choice} removed": engine.predict(model, clean, keep, corrupt, k=5)}
+for col, (title, (probs, ids)) in zip(cols, runs.items()):
+    col.markdown(f"**{title}**")
+    toks = [model.tokenizer.decode([int(t)]) for t in ids[0]]
+    col.dataframe(pd.DataFrame({"token": toks, "p": probs[0].tolist()}), hide_index=True)
+
+st.header("2 · Hard-concrete gates")
+st.markdown("Each edge has a gate z in [0, 1] sampled from a *hard-concrete* distribution "
+            "([Louizos et al. 2018](https://arxiv.org/abs/1712.01312)): it is exactly 0 or 1 with real "
+            "probability, yet differentiable in its logit log α. Training pushes log α down for edges that "
+            "are not needed.")
+c1, c2 = st.columns([1, 2])
+la = c1.slider("log α", -8.0, 8.0, 0.0, 0.25, key="learn.log_alpha")
+beta = c1.slider("temperature β", 0.1, 1.5, 2 / 3, 0.05, key="learn.beta")
+p_open, score = lessons.gate_stats(la, beta)
+c1.metric("P(gate open) = expected L0", f"{p_open:.3f}")
+c1.metric("Evaluation score sigmoid(1.2 log α)", f"{score:.3f}")
+c2.plotly_chart(charts.hard_concrete(la, beta), config=charts.plotly_config())
+
+st.header("3 · The sparsity schedule")
+st.markdown("The target share of removed edges ramps up from 0 during a warm-up; Lagrange multipliers, "
+            "trained by gradient *ascent*, make the expected sparsity follow it.")
+s1, s2, s3 = st.columns(3)
+steps = s1.slider("steps", 50, 3000, 300, 50, key="learn.steps")
+warm = s2.slider("warm-up share", 0.0, 1.0, 0.8, 0.05, key="learn.warm")
+target = s3.slider("final target", 0.0, 1.1, 0.95, 0.01, key="learn.target")
+st.plotly_chart(charts.sparsity_schedule(steps, int(warm * steps), target), config=charts.plotly_config())
+
+st.header("4 · Pruning step by step")
+sess = state.session()
+targets = lessons.STAGE_TARGETS
+st.markdown(f"Short runs ({lessons.STAGE_STEPS} steps each) at rising targets {', '.join(map(str, targets))}: "
+            "watch the graph thin out while the KL stays small.")
+b1, b2 = st.columns(2)
+if b1.button("Next stage", disabled=sess.learn_step >= len(targets), type="primary"):
+    sess.learn_step += 1
+if b2.button("Start over"):
+    sess.learn_step = 0
+history = []
+for target in targets[: sess.learn_step]:
+    circuit, log = resources.learn_stage(model_name, task.name, target, lessons.STAGE_STEPS)
+    history.append({"target": target, "edges": circuit.n_edges, "KL (last step)": log.steps[-1].kl})
+if history:
+    st.dataframe(pd.DataFrame(history), hide_index=True)
+    title = f"target {targets[sess.learn_step - 1]}: {circuit.n_edges} edges"
+    st.iframe(resources.static_graph_html(circuit.circuit_id, title, circuit), height=theme.GRAPH_HEIGHT_PX + theme.IFRAME_EXTRA_PX, alt="learn graph")

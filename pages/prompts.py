@@ -1,0 +1,69 @@
+"""Prompt lab: the full model's and the circuit's top predictions on typed prompts, side by side."""
+
+import pandas as pd
+import streamlit as st
+
+import engine
+from explorer import prompts, resources, widgets
+
+st.title("Prompt lab")
+circuit = widgets.circuit_picker()
+if circuit is None:
+    st.stop()
+model_name = resources.model_key(circuit.meta.get("model", ""))
+try:
+    model = resources.get_model(model_name)
+except Exception as e:  # the circuit's model is not available here
+    st.error(f"This circuit's model **{model_name or '?'}** cannot be loaded: {e}")
+    st.stop()
+if not model.graph.same_as(circuit.graph):
+    st.error("This circuit does not fit its model's graph.")
+    st.stop()
+tasks = list(engine.TASKS)
+default = circuit.meta.get("task") if circuit.meta.get("task") in tasks else resources.default_task(model_name)
+task_name = st.selectbox("Corrupted twins from task (when you give none)", tasks, index=tasks.index(default))
+try:
+    task = resources.get_task(model_name, task_name)
+except (KeyError, ValueError) as e:
+    st.warning(f"Task {task_name} is not available for this model ({e}); give corrupted twins yourself.")
+    task = None
+
+example = ""
+if task is not None:
+    ex = task.split("test").examples[:3]
+    example = "\n".join(f"{e.clean} | {e.corrupt} | {e.answer}" for e in ex)
+text = st.text_area("Prompts — one per line: `prompt`, `prompt | corrupted`, or `prompt | corrupted | expected`",
+                    example, height=140, key="prompts.text")
+k = st.slider("Top-k", 1, 10, 5, key="prompts.k")
+rows = prompts.parse(text)
+if not rows:
+    st.info("Type at least one prompt.")
+    st.stop()
+try:
+    preds = prompts.predict_rows(model, circuit, rows, task, k)
+except ValueError as e:
+    st.error(str(e))
+    st.stop()
+
+c = st.columns(3)
+acc_full, acc_circ = prompts.accuracy(preds, "full"), prompts.accuracy(preds, "circuit")
+c[0].metric("Full model accuracy", "—" if acc_full is None else f"{acc_full:.0%}")
+c[1].metric(f"Circuit accuracy ({circuit.n_edges:,} edges)", "—" if acc_circ is None else f"{acc_circ:.0%}")
+ok = [p for p in preds if not p.problem]
+c[2].metric("Top-1 agreement", f"{sum(p.agree for p in ok) / len(ok):.0%}" if ok else "—")
+
+table = [{"prompt": p.row.clean, "expected": p.row.answer or "",
+          "full model": f"{p.full[0][0]!r} {p.full[0][1]:.2f}" if p.full else "",
+          "circuit": f"{p.circuit[0][0]!r} {p.circuit[0][1]:.2f}" if p.circuit else "",
+          "agree": p.agree, "corrupted from": p.corrupt_source, "problem": p.problem} for p in preds]
+st.dataframe(pd.DataFrame(table), hide_index=True)
+
+for i, p in enumerate(preds[:10]):
+    if p.problem:
+        continue
+    with st.expander(f"{i + 1}. {p.row.clean[-80:]}", expanded=i == 0):
+        left, right = st.columns(2)
+        left.markdown("**Full model**")
+        left.dataframe(pd.DataFrame(p.full, columns=["token", "probability"]), hide_index=True)
+        right.markdown("**Circuit**")
+        right.dataframe(pd.DataFrame(p.circuit, columns=["token", "probability"]), hide_index=True)

@@ -1,0 +1,60 @@
+"""Prune page: model + task + hyper-parameters; a background run with live curves and cancel."""
+
+import streamlit as st
+
+from explorer import charts, jobs, resources, state, widgets
+
+st.title("Prune: find a circuit with Edge Pruning")
+st.caption("Learns a gate per edge so the circuit's output stays close to the full model's (KL) while a "
+           "growing share of edges is removed. The result is saved to the circuit library.")
+
+model_name = widgets.selected_model()
+model = widgets.require_model(model_name)
+g = model.graph
+st.markdown(f"**{model_name}** · {g.n_layers} layers × {g.n_heads} heads · **{g.n_edges:,} edges** · "
+            f"device `{model.device}`")
+
+sess = state.session()
+job = sess.job
+if job is not None and job.running:
+    st.info(f"Pruning **{job.label}** in the background — you can use the other pages meanwhile.")
+    widgets.prune_progress()
+    st.stop()
+
+task = widgets.task_picker(model_name, "prune")
+if task is not None:
+    sizes = {k: len(v) for k, v in task.splits.items()}
+    st.caption(f"Task **{task.name}** · metric {task.metric} · examples {sizes}")
+cfg = widgets.prune_form()
+if cfg is not None:
+    if task is None:
+        st.error("Choose a task (or fix the uploaded data) first.")
+    else:
+        sess.job = widgets.start_prune(model, task, cfg, model_name)
+        st.rerun()
+
+if job is not None and job.done:
+    st.subheader(f"Last run: {job.label}")
+    if job.error:
+        st.error(f"The run failed: {job.error}")
+    elif job.result is not None:
+        circuit, log = job.result
+        for w in log.warnings:
+            st.warning(w)
+        how = "stopped early" if log.stopped_early else "finished"
+        st.success(f"Run {how} after {len(log.steps)} steps in {jobs.format_eta(log.elapsed_s)}: "
+                   f"**{circuit.n_edges:,} edges** kept ({circuit.sparsity:.2%} sparsity).")
+        if job.saved is not None:
+            sess.circuit_name = f"lib:{job.saved.name}"
+            st.write(f"Saved to the library as **{job.saved.name}** (`{job.saved.path}`).")
+        else:
+            sess.unsaved[job.label] = circuit
+            sess.circuit_name = f"new:{job.label}"
+            if st.button("Save this result to the library"):
+                entry = resources.library().save(circuit, job.label, {"stopped_early": True})
+                sess.unsaved.pop(job.label, None)
+                sess.circuit_name = f"lib:{entry.name}"
+                st.success(f"Saved as **{entry.name}**.")
+        st.page_link("pages/circuit.py", label="Open it in the Circuit page", icon=":material/account_tree:")
+        if log.steps:
+            st.plotly_chart(charts.prune_curves(log.steps), config=charts.plotly_config())
