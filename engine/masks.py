@@ -15,7 +15,7 @@ DETERMINISTIC_SCALE = 0.8 / HC_BETA           # the authors' evaluation gate: si
 
 def sample(log_alpha: Tensor, beta: float = HC_BETA, generator: torch.Generator | None = None) -> Tensor:
     """z in [0, 1], exactly 0 or 1 with non-zero probability; differentiable in log_alpha."""
-    u = torch.rand(log_alpha.shape, generator=generator, device="cpu").to(log_alpha)
+    u = torch.rand(log_alpha.shape, generator=generator, device=log_alpha.device, dtype=log_alpha.dtype)
     u = u.clamp(HC_EPS, 1 - HC_EPS)
     s = torch.sigmoid((u.log() - torch.log1p(-u) + log_alpha) / beta)
     return (s * (HC_ZETA - HC_GAMMA) + HC_GAMMA).clamp(0.0, 1.0)

@@ -1,0 +1,134 @@
+"""Invariants of the edge-masked forward against transformers' own GPT-2."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.weights import load_model
+from tests.conftest import save_gpt2
+
+
+def _hf(path: Path):
+    from transformers import GPT2LMHeadModel
+    return GPT2LMHeadModel.from_pretrained(path).eval()
+
+
+@pytest.fixture(scope="module", params=[(2, 2, 8), (3, 5, 40)], ids=["2x2d8", "3x5d40"])
+def pair(request, tmp_path_factory):
+    n_layer, n_head, n_embd = request.param
+    path = save_gpt2(tmp_path_factory.mktemp("gpt2"), n_layer, n_head, n_embd, vocab=50, n_positions=16, seed=1)
+    return load_model(str(path), device="cpu"), _hf(path)
+
+
+def _tokens(seed: int, shape=(3, 11)):
+    return torch.randint(0, 50, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_reference_forward_matches_transformers(pair):
+    model, hf = pair
+    x = _tokens(0)
+    with torch.no_grad():
+        torch.testing.assert_close(model.reference_forward(x), hf(x).logits, atol=1e-4, rtol=0)
+
+
+def test_all_kept_equals_clean_and_all_ablated_equals_corrupt(pair):
+    model, hf = pair
+    x, xc = _tokens(0), _tokens(1)
+    cache = model.corrupt_cache(xc)
+    keep = model.graph.real_edges.float()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, keep, cache), hf(x).logits, atol=1e-4, rtol=0)
+        torch.testing.assert_close(model(x, keep * 0, cache), hf(xc).logits, atol=1e-4, rtol=0)
+
+
+def test_non_real_edges_have_no_effect(pair):
+    model, _ = pair
+    x, xc = _tokens(2), _tokens(3)
+    cache = model.corrupt_cache(xc)
+    keep = torch.rand(model.graph.n_src, model.graph.n_dst, generator=torch.Generator().manual_seed(0))
+    noise = torch.rand_like(keep) * ~model.graph.real_edges
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, keep * model.graph.real_edges, cache), model(x, keep * model.graph.real_edges + noise, cache))
+
+
+def test_node_gate_zero_removes_node(pair):
+    model, _ = pair
+    g = model.graph
+    x, xc = _tokens(4), _tokens(5)
+    cache = model.corrupt_cache(xc)
+    node = g.src_index("a0.h1")
+    nodes = torch.ones(g.n_src)
+    nodes[node] = 0
+    keep = g.real_edges.float() * nodes[:, None]
+    manual = g.real_edges.float().clone()
+    manual[node] = 0                          # every edge out of a0.h1 ablated
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, keep, cache), model(x, manual, cache))
+        assert not torch.allclose(model(x, keep, cache), model(x, g.real_edges.float(), cache))
+
+
+def test_answer_positions_only(pair):
+    model, _ = pair
+    x, xc = _tokens(6), _tokens(7)
+    cache = model.corrupt_cache(xc)
+    keep = torch.rand(model.graph.n_src, model.graph.n_dst, generator=torch.Generator().manual_seed(1))
+    pos = torch.tensor([[10, 2], [4, -1], [0, 10]])
+    with torch.no_grad():
+        full = model(x, keep, cache)
+        some = model(x, keep, cache, positions=pos)
+    for b in range(3):
+        for k in range(2):
+            if pos[b, k] >= 0:
+                torch.testing.assert_close(some[b, k], full[b, pos[b, k]])
+
+
+def test_gradient_matches_finite_differences(tmp_path):
+    path = save_gpt2(tmp_path, 2, 2, 8, vocab=50, seed=3)
+    model = load_model(str(path), device="cpu").double()
+    x, xc = _tokens(8, (2, 6)), _tokens(9, (2, 6))
+    cache = model.corrupt_cache(xc)
+    pos = torch.tensor([[5], [3]])
+    keep = (torch.rand(model.graph.n_src, model.graph.n_dst, dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(2)) * model.graph.real_edges).requires_grad_(True)
+    model(x, keep, cache, pos).pow(2).sum().backward()
+    real = model.graph.real_edges.nonzero()
+    for i, j in real[torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:8]].tolist():
+        k1, k2 = keep.detach().clone(), keep.detach().clone()
+        k1[i, j] += 1e-6
+        k2[i, j] -= 1e-6
+        with torch.no_grad():
+            fd = (model(x, k1, cache, pos).pow(2).sum() - model(x, k2, cache, pos).pow(2).sum()) / 2e-6
+        assert abs(float(fd) - float(keep.grad[i, j])) < 1e-6 + 1e-4 * abs(float(fd))
+
+
+def test_split_embeddings_invariant(tmp_path):
+    path = save_gpt2(tmp_path, 2, 2, 8, vocab=50, seed=4)
+    model = load_model(str(path), device="cpu", split_embeddings=True)
+    assert model.graph.src_names[:2] == ("tok", "pos")
+    x, xc = _tokens(10), _tokens(11)
+    cache = model.corrupt_cache(xc)
+    keep = model.graph.real_edges.float()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, keep, cache), model.reference_forward(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(model(x, keep * 0, cache), model.reference_forward(xc), atol=1e-5, rtol=0)
+
+
+def test_model_has_no_grad_and_no_run_state(tiny_model):
+    assert not any(p.requires_grad for p in tiny_model.parameters())
+    before = set(vars(tiny_model))
+    x = _tokens(0, (2, 5)) % tiny_model.cfg.d_vocab
+    tiny_model(x, tiny_model.graph.real_edges.float(), tiny_model.corrupt_cache(x))
+    assert set(vars(tiny_model)) == before
+
+
+def test_too_long_input_is_rejected(tiny_model):
+    with pytest.raises(ValueError, match="at most"):
+        tiny_model.reference_forward(torch.zeros(1, tiny_model.cfg.n_ctx + 1, dtype=torch.long))
+
+
+def test_unloadable_models_give_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="no config.json"):
+        load_model(str(tmp_path))
+    with pytest.raises(ValueError, match="no such model folder"):
+        load_model(str(tmp_path / "missing"))
