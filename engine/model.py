@@ -253,7 +253,8 @@ class MaskedTransformer(nn.Module):
 
     def _resid_from(self, outs: Tensor, cache: CorruptCache) -> Tensor:
         """Residual snapshots for substituted writer outputs: their running sums plus the constant biases."""
-        g, snaps, run = self.graph, [], outs[: len(g.input_nodes)].sum(0)
+        g = self.graph
+        snaps, run = [], outs[: len(g.input_nodes)].sum(0)
         for layer, blk in enumerate(self.blocks):
             snaps.append(run)
             start = g.n_src_before(layer)
@@ -296,6 +297,7 @@ class MaskedTransformer(nn.Module):
             corrupt:   CorruptCache of the corrupted input (same shape); required when keep is given.
             positions: long [batch, K] positions to return logits for (-1 = padding slot); None = all.
             checkpoint: keep no layer activations for backward; recompute each layer there (engine/checkpoint.py).
+                Always on for FSDP-sharded blocks (engine/distributed.py).
         Returns:
             logits [batch, pos, vocab] or [batch, K, vocab].
         """
@@ -316,10 +318,8 @@ class MaskedTransformer(nn.Module):
             n_src, cols, m_col = g.n_src_before(layer), g.attn_dst_slice(layer), g.mlp_dst_index(layer)
             k_attn, k_mlp = keep[:n_src, cols].T, keep[:n_src + cfg.n_heads, m_col:m_col + 1].T
             run = partial(self._layer, layer, corrupt, buf, rope)
-            if checkpoint:
+            if checkpoint or is_sharded(blk):  # a sharded block's gathered weights must not outlive its use
                 token = recompute_in_backward(run, partial(gathered, blk), k_attn, k_mlp, token)
-            elif is_sharded(blk):
-                raise ValueError("a model sharded with FSDP runs the masked forward with checkpoint=True")
             else:
                 token = run(k_attn, k_mlp, token)
         final = corrupt.resid[-1].view(b * n, d)
