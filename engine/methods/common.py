@@ -35,14 +35,20 @@ def batches(data: TaskData, batch_size: int) -> Iterator[TaskData]:
 
 
 def metric_name(task: Task) -> str:
-    """The continuous metric scored for `task`: its own, or the answer log-probability for accuracy tasks
-    (accuracy is a step function: it has no gradient and hides partial effects)."""
+    """The continuous metric scored for `task`: its own; the answer log-probability for accuracy tasks
+    (accuracy is a step function: no gradient, partial effects hidden); the first output averaged over the
+    scored positions for numeric tasks (loss "mse", e.g. Tracr's xproportion)."""
+    if task.loss == "mse":
+        return "output_mean"
     return "answer_logprob" if task.metric == "accuracy" else task.metric
 
 
 def task_metric(task: Task, logits: Tensor, data: TaskData) -> Tensor:
     """Per-example continuous task metric (higher = the model does the task better). logits [B, K, V] -> [B]."""
     name = metric_name(task)
+    if name == "output_mean":
+        v = (data.positions >= 0).to(logits.device, torch.float32)
+        return (logits[..., 0].float() * v).sum(-1) / v.sum(-1).clamp(min=1)
     if name == "answer_logprob":
         lp = torch.log_softmax(logits.float(), dim=-1)
         valid = data.answers >= 0

@@ -20,6 +20,15 @@ from engine.methods.warmstart import init_log_alpha_from_scores
 from engine.tasks.base import Task
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # noqa: ANN202
+    """Two shared cores: intra-op threads only add contention at these sizes."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def model64(tiny_model):  # noqa: ANN001, ANN201
     """The tiny model in float64, so finite differences and exact ties are meaningful (a copy: fixtures are shared)."""

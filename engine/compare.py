@@ -1,0 +1,104 @@
+"""Every method side by side on one model and task: circuits, wall-clock, MIB faithfulness, the random baseline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .circuit import Circuit
+from .faithfulness import MIB_SIZES, Curve, RandomBaseline, curve, random_baseline
+from .methods import METHODS, make_config
+from .model import MaskedTransformer
+from .tasks.base import Task
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    """One method's result: its circuit (scores + own selection), wall-clock seconds, faithfulness curve."""
+
+    label: str
+    method: str
+    circuit: Circuit
+    seconds: float
+    curve: Curve
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """All runs on one task, the random baseline at the same sizes, and the methods that failed (label -> why)."""
+
+    task: str
+    model: str
+    runs: list[MethodRun]
+    random: RandomBaseline
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "model": self.model, "random": self.random.to_dict(), "errors": self.errors,
+                "runs": [{"label": r.label, "method": r.method, "seconds": r.seconds, "n_edges": r.circuit.n_edges,
+                          "curve": r.curve.to_dict()} for r in self.runs]}
+
+
+def default_runs(names: Sequence[str] = ("edge-pruning", "eap", "eap-ig", "acdc", "random"),
+                 **options: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(label, method, config) for each name; `options[name]` overrides that method's defaults."""
+    return [(n, n, make_config(n, **options.get(n, {}))) for n in names]
+
+
+def compare_methods(model: MaskedTransformer, task: Task, runs: Sequence[tuple[str, str, Any]],
+                    sizes: Sequence[float] = MIB_SIZES, split: str = "test", random_draws: int = 5,
+                    on_step: Callable[[dict[str, Any]], None] | None = None) -> Comparison:
+    """Run each (label, method, config) on `task`'s train split; score its ranking on `split` at `sizes`.
+
+    A method that raises ValueError (e.g. no path at its target) is listed in `errors`, not fatal.
+
+    Raises:
+        ValueError: bad sizes, or a task whose corruption does not change the metric.
+    """
+    done, errors = [], {}
+    for label, method, cfg in runs:
+        relay = None if on_step is None else (lambda e, label=label: on_step({**e, "label": label}))
+        t0 = time.perf_counter()
+        try:
+            circuit = METHODS[method](model, task, cfg, relay)
+        except ValueError as e:
+            errors[label] = str(e)
+            continue
+        seconds = time.perf_counter() - t0
+        done.append(MethodRun(label, method, circuit, seconds, curve(model, task, circuit, sizes, split)))
+    base = random_baseline(model, task, sizes, random_draws, split=split)
+    return Comparison(task.name, model.name, done, base, errors)
+
+
+def _pct(size: float) -> str:
+    return f"{100 * size:g}%"
+
+
+def format_table(cmp: Comparison) -> str:
+    """The comparison as a fixed-width text table: f at each size, CPR, CMD, edges and seconds per method."""
+    sizes = cmp.random.sizes
+    head = f"{'method':<22}{'sec':>8}{'edges':>7}" + "".join(f"{_pct(s):>8}" for s in sizes) + f"{'CPR':>8}{'CMD':>8}"
+    lines = [f"task {cmp.task}, model {cmp.model}: faithfulness f = (m(C) - m(empty)) / (m(full) - m(empty)) "
+             f"of the top edges at each size", head, "-" * len(head)]
+    for r in cmp.runs:
+        lines.append(f"{r.label:<22}{r.seconds:>8.2f}{r.circuit.n_edges:>7}"
+                     + "".join(f"{f:>8.3f}" for f in r.curve.faithfulness) + f"{r.curve.cpr:>8.3f}{r.curve.cmd:>8.3f}")
+    rb = cmp.random
+    lines.append(f"{f'random x{rb.draws} (mean)':<22}{'':>8}{'':>7}" + "".join(f"{m:>8.3f}" for m in rb.mean)
+                 + f"{rb.cpr_mean:>8.3f}{rb.cmd_mean:>8.3f}")
+    lines.append(f"{'random (std)':<22}{'':>8}{'':>7}" + "".join(f"{s:>8.3f}" for s in rb.std)
+                 + f"{rb.cpr_std:>8.3f}{rb.cmd_std:>8.3f}")
+    lines.append(f"{'edges at size':<22}{'':>8}{'':>7}" + "".join(f"{n:>8}" for n in rb.n_edges))
+    lines += [f"{label}: failed: {msg}" for label, msg in cmp.errors.items()]
+    return "\n".join(lines)
+
+
+def sizes_from_sparsities(sparsities: Sequence[float]) -> list[float]:
+    """Sparsities (share removed) -> sizes (share kept), ascending; 100% is appended for the area, as MIB."""
+    bad = [s for s in sparsities if not 0.0 <= s < 1.0]
+    if bad:
+        raise ValueError(f"sparsities must be in [0, 1), got {bad}")
+    sizes = sorted({round(1.0 - s, 9) for s in sparsities})
+    return sizes if sizes[-1] == 1.0 else sizes + [1.0]

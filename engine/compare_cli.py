@@ -1,0 +1,68 @@
+"""`python -m engine compare-methods`: the argparse part of the method comparison (prints; registered by __main__)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .compare import compare_methods, default_runs, format_table, sizes_from_sparsities
+from .faithfulness import MIB_SIZES
+from .methods import METHODS
+from .methods.export import save_scores_json
+from .weights import load_model
+
+DEFAULT_SPARSITIES = [round(1.0 - s, 6) for s in MIB_SIZES if s < 1.0]
+
+
+def add_compare_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None],
+                       task_of: Callable[[argparse.Namespace, Any], Any]) -> None:
+    """Register `compare-methods` on the engine CLI's subparsers (`common` adds --model/--task; `task_of` builds it)."""
+    p = sub.add_parser("compare-methods", help="every method on one model and task: MIB faithfulness, CPR/CMD, time")
+    common(p)
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
+    p.add_argument("--sparsities", type=float, nargs="+", default=DEFAULT_SPARSITIES,
+                   help="circuit sparsities to score every ranking at (default: MIB's 0.1%%..50%% of edges kept)")
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument("--steps", type=int, default=300, help="edge-pruning: optimiser steps")
+    p.add_argument("--edge-sparsity", type=float, default=0.95, help="edge-pruning target; EAP/EAP-IG/random selection")
+    p.add_argument("--init", default="open", choices=["open", "eap", "eap-ig"], help="edge-pruning gate initialisation")
+    p.add_argument("--ig-steps", type=int, default=5, help="eap-ig: interpolation steps")
+    p.add_argument("--acdc-threshold", type=float, default=0.01, help="acdc: KL threshold (nats)")
+    p.add_argument("--random-draws", type=int, default=5)
+    p.add_argument("--out", default=None, help="folder for each method's circuit (.safetensors) and scores JSON")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON instead of a table")
+    p.set_defaults(func=lambda args: cmd_compare(args, task_of))
+
+
+def _options(args: argparse.Namespace) -> dict[str, dict]:
+    keep = args.edge_sparsity if args.edge_sparsity < 1 else 0.99
+    return {"edge-pruning": {"n_steps": args.steps, "edge_sparsity": args.edge_sparsity, "init": args.init},
+            "eap": {"sparsity": keep}, "eap-ig": {"sparsity": keep, "steps": args.ig_steps},
+            "acdc": {"threshold": args.acdc_threshold}, "random": {"sparsity": keep}}
+
+
+def cmd_compare(args: argparse.Namespace, task_of: Callable[[argparse.Namespace, Any], Any]) -> int:
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+    model = load_model(args.model, device=args.device)
+    task = task_of(args, model)
+    runs = default_runs(names, **_options(args))
+    cmp = compare_methods(model, task, runs, sizes_from_sparsities(args.sparsities), args.split, args.random_draws)
+    if args.out:
+        out = Path(args.out)
+        for r in cmp.runs:
+            r.circuit.save(out / f"{r.label}.safetensors")
+            save_scores_json(r.circuit, out / f"{r.label}.scores.json")
+        (out / "comparison.json").write_text(json.dumps(cmp.to_dict(), indent=1))
+    print(json.dumps(cmp.to_dict()) if args.json else format_table(cmp))
+    if args.out:
+        print(f"wrote {len(cmp.runs)} circuits and score files to {args.out}")
+    return 0 if cmp.runs else 2

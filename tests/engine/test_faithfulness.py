@@ -1,0 +1,83 @@
+"""MIB faithfulness, CPR/CMD, the random baseline, score JSON export, the comparison table, Tracr recovery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.circuit import Circuit
+from engine.compare import compare_methods, default_runs, format_table, sizes_from_sparsities
+from engine.faithfulness import MIB_SIZES, area, curve, edge_counts, random_baseline
+from engine.methods import METHODS, make_config
+from engine.methods.export import load_scores_json, save_scores_json, scores_to_json
+from engine.tasks.base import Task
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # noqa: ANN202
+    """Two shared cores: intra-op threads only add contention at these sizes."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_area_is_mib_trapezoid() -> None:
+    assert area([0.0, 0.5, 1.0], [1.0, 1.0, 1.0]) == pytest.approx(1.0)
+    assert area([0.1, 0.2], [0.0, 1.0]) == pytest.approx(0.05)
+    assert edge_counts(1000, MIB_SIZES) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    with pytest.raises(ValueError, match="sizes"):
+        edge_counts(10, [0.0, 0.5])
+
+
+def test_curve_endpoints_and_ranges(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
+    full = Circuit.full(tiny_model.graph)
+    c = curve(tiny_model, tiny_task, full, sizes=(0.5, 1.0))
+    assert c.faithfulness[-1] == pytest.approx(1.0, abs=1e-5) and c.kl[-1] == pytest.approx(0.0, abs=1e-5)
+    assert c.n_edges == (tiny_model.graph.n_edges // 2, tiny_model.graph.n_edges)
+    assert c.cmd >= 0 and all(map(lambda x: x == x, c.faithfulness))
+
+
+def test_random_baseline_spreads(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
+    rb = random_baseline(tiny_model, tiny_task, sizes=(0.2, 0.5, 1.0), draws=4)
+    assert rb.draws == 4 and len(rb.mean) == 3 and rb.std[-1] == pytest.approx(0.0, abs=1e-6)
+    assert rb.mean[-1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_unchanged_metric_is_refused(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
+    d = tiny_task.split("test")
+    same = type(d)(d.clean, d.clean, d.lengths, d.positions, d.answers, d.good, d.bad)
+    with pytest.raises(ValueError, match="corrupt"):
+        curve(tiny_model, Task("same", "logit_diff", {"test": same}), Circuit.full(tiny_model.graph))
+
+
+def test_scores_json_round_trip(tiny_model, tiny_task: Task, tmp_path: Path) -> None:  # noqa: ANN001
+    c = METHODS["eap"](tiny_model, tiny_task, make_config("eap", sparsity=0.5, n_examples=8))
+    path = save_scores_json(c, tmp_path / "eap.scores.json")
+    data = json.loads(path.read_text())
+    assert data["schema"] == "circuit-explorer/edge-scores" and len(data["edges"]) == tiny_model.graph.n_edges
+    assert set(data["edges"]) == set(tiny_model.graph.edges())
+    first = next(iter(data["edges"].values()))
+    assert first["score"] == pytest.approx(abs(first["signed"]), rel=1e-5, abs=1e-9)
+    back = load_scores_json(path)
+    torch.testing.assert_close(back.scores, c.scores)
+    assert torch.equal(back.keep, c.keep) and scores_to_json(back)["method"] == "eap"
+
+
+def test_compare_table_lists_every_method(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
+    runs = default_runs(("eap", "random", "acdc"), eap={"n_examples": 8, "sparsity": 0.5},
+                        random={"sparsity": 0.5}, acdc={"threshold": 10.0, "n_examples": 8})
+    cmp = compare_methods(tiny_model, tiny_task, runs, sizes=(0.1, 0.5, 1.0), random_draws=2)
+    table = format_table(cmp)
+    assert "eap" in table and "random x2" in table and "CPR" in table
+    assert "acdc" in cmp.errors and "lower the threshold" in cmp.errors["acdc"]   # never silently empty
+    assert json.loads(json.dumps(cmp.to_dict()))["runs"][0]["label"] == "eap"
+
+
+def test_sizes_from_sparsities() -> None:
+    assert sizes_from_sparsities([0.5, 0.9]) == [pytest.approx(0.1), 0.5, 1.0]
+    with pytest.raises(ValueError):
+        sizes_from_sparsities([1.0])

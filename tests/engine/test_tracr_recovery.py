@@ -1,0 +1,51 @@
+"""Recovery of compiled Tracr programs' known circuits by each method (zero ablation, as their ground truth)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.methods import METHODS, make_config
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # noqa: ANN202
+    """Two shared cores: intra-op threads only add contention at these sizes."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+tracr = pytest.importorskip("engine.tracr")
+PROGRAMS = sorted(tracr.tracr_models())
+FAST = {"eap": dict(n_examples=32, ablation="zero", sparsity=0.5),
+        "eap-ig": dict(n_examples=32, ablation="zero", sparsity=0.5, steps=5),
+        "acdc": dict(n_examples=32, ablation="zero", threshold=1e-4)}
+
+
+@pytest.fixture(scope="module", params=PROGRAMS)
+def program(request: pytest.FixtureRequest):  # noqa: ANN201
+    return tracr.load_tracr(request.param, n_train=64)
+
+
+@pytest.mark.parametrize("method", sorted(FAST))
+def test_tracr_top_edges_cover_ground_truth(program, method: str) -> None:  # noqa: ANN001
+    model, truth, task = program
+    circuit = METHODS[method](model, task, make_config(method, **FAST[method]))
+    top = circuit.top_n(truth.n_edges)
+    missing = set(truth.edges()) - set(top.edges())
+    assert not missing, f"{method} misses {sorted(missing)}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("init", ["open", "eap"])
+def test_tracr_edge_pruning_recovery(program, init: str) -> None:  # noqa: ANN001
+    """Edge Pruning at the ground truth's sparsity; measured: it does not reliably recover every derived edge
+    within 1000 steps on `reverse` (11-12 of 13), so this asserts most of it and reports the rest."""
+    model, truth, task = program
+    cfg = make_config("edge-pruning", n_steps=1000, lr_gates=0.1, lr_lambdas=0.1, ablation="zero", init=init,
+                      edge_sparsity=1.0 - truth.n_edges / model.graph.n_edges)
+    circuit = METHODS["edge-pruning"](model, task, cfg)
+    covered = len(set(truth.edges()) & set(circuit.top_n(truth.n_edges).edges()))
+    assert covered >= 0.75 * truth.n_edges
