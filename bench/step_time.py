@@ -1,0 +1,165 @@
+"""Seconds and peak memory per Edge Pruning step vs a plain transformers forward+backward, same model and batch.
+
+Usage: python bench/step_time.py [--device cpu|cuda] [--steps 5] [--shapes gpt2-small,tiny] [--batches 8,32]
+Each measurement runs in a fresh subprocess so peak memory is its own. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SHAPES = {"gpt2-small": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
+          "tiny": dict(n_layer=2, n_head=4, n_embd=128, vocab_size=512, n_positions=64)}
+SEQ = 20
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class _RssPeak:
+    """Samples this process's resident memory every millisecond (CPU has no allocator peak counter)."""
+
+    def __init__(self) -> None:
+        self.peak, self._stop = _rss_mb(), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_mb())
+            time.sleep(0.001)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, _rss_mb())
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_start(device: str):  # noqa: ANN202
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    return (_rss_mb(), _RssPeak())
+
+
+def _peak_end(device: str, base) -> float:  # noqa: ANN001
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20 - base
+    return base[1].stop() - base[0]
+
+
+def _hf_model(shape: str, device: str):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(**SHAPES[shape])).eval().to(device)
+
+
+def run_plain(shape: str, batch: int, steps: int, device: str) -> dict:
+    """transformers forward + backward (weights trainable, loss over all positions), the usual training step."""
+    model = _hf_model(shape, device)
+    x = torch.randint(0, SHAPES[shape]["vocab_size"], (batch, SEQ), device=device)
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        model(x, labels=x).loss.backward()
+    step()
+    model.zero_grad(set_to_none=True)
+    base = _peak_start(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return {"s_per_step": (time.perf_counter() - t0) / steps, "peak_mb": _peak_end(device, base)}
+
+
+def _task(shape: str, batch: int):
+    from engine.tasks.base import Task, TaskData
+    v, g = SHAPES[shape]["vocab_size"], torch.Generator().manual_seed(0)
+    clean = torch.randint(0, v, (batch, SEQ), generator=g)
+    corrupt = torch.randint(0, v, (batch, SEQ), generator=g)
+    ans = torch.randint(0, v, (batch, 1), generator=g)
+    data = TaskData(clean, corrupt, torch.full((batch,), SEQ), torch.full((batch, 1), SEQ - 1), ans, ans,
+                    torch.full((batch, 1), -1))
+    return Task("bench", "logit_diff", {"train": data, "validation": data, "test": data})
+
+
+def run_prune(shape: str, batch: int, steps: int, device: str) -> dict:
+    """One Edge Pruning step: corrupted activations and targets (no grad), gate sample, masked fwd + bwd, Adam."""
+    import tempfile
+
+    from engine import PruneConfig, load_model, prune
+    hf = _hf_model(shape, "cpu")
+    folder = tempfile.mkdtemp()
+    hf.save_pretrained(folder)
+    del hf
+    model = load_model(folder, device=device, dtype=torch.float32)
+    task = _task(shape, batch)
+    cfg = PruneConfig(n_steps=1, batch_size=batch, cache_budget_mb=0)  # recompute activations every step
+    prune(model, task, cfg)
+    base = _peak_start(device)
+    times = []
+    cfg = PruneConfig(n_steps=steps, batch_size=batch, cache_budget_mb=0)
+    _, log = prune(model, task, cfg, on_step=lambda s: times.append(time.perf_counter()) and None)
+    _sync(device)
+    per = (times[-1] - times[0]) / max(len(times) - 1, 1) if len(times) > 1 else log.elapsed_s
+    return {"s_per_step": per, "peak_mb": _peak_end(device, base)}
+
+
+def child(kind: str, shape: str, batch: int, steps: int, device: str) -> None:
+    fn = run_plain if kind == "plain" else run_prune
+    print(json.dumps(fn(shape, batch, steps, device)))
+
+
+def measure(kind: str, shape: str, batch: int, steps: int, device: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, shape, str(batch), str(steps), device],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--shapes", default="gpt2-small,tiny")
+    ap.add_argument("--batches", default="8,32")
+    ap.add_argument("--child", nargs=5)
+    args = ap.parse_args()
+    if args.child:
+        kind, shape, batch, steps, device = args.child
+        return child(kind, shape, int(batch), int(steps), device)
+    dev = args.device
+    name = torch.cuda.get_device_name() if dev == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; torch {torch.__version__}; fp32; {SEQ} tokens; {args.steps} timed steps\n")
+    print("| shape | batch | plain fwd+bwd s | prune step s | time ratio | plain peak MB | prune peak MB | memory ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for shape in args.shapes.split(","):
+        for batch in map(int, args.batches.split(",")):
+            p = measure("plain", shape, batch, args.steps, dev)
+            q = measure("prune", shape, batch, args.steps, dev)
+            print(f"| {shape} | {batch} | {p['s_per_step']:.3f} | {q['s_per_step']:.3f} | "
+                  f"{q['s_per_step'] / p['s_per_step']:.2f}x | {p['peak_mb']:.0f} | {q['peak_mb']:.0f} | "
+                  f"{q['peak_mb'] / max(p['peak_mb'], 1e-9):.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
