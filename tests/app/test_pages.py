@@ -1,0 +1,158 @@
+"""AppTest smoke and behaviour tests for every page, with the tiny model (see conftest)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PAGES = ["pages/circuit.py", "pages/compare.py", "pages/prompts.py", "pages/learn.py"]
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=60)
+
+
+def _ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _text(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
+    parts += [i.value for i in at.info] + [s.value for s in at.success] + [w.value for w in at.warning]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_every_page_renders(app_env):
+    at = _ok(_app().run())
+    assert at.title[0].value.startswith("Prune")
+    assert "46 edges" in _text(at)
+    for page in PAGES:
+        _ok(at.switch_page(page).run())
+        assert at.title, page
+    assert not at.error, [e.value for e in at.error]
+
+
+def _wait_for_job(at: AppTest, timeout: float = 60) -> None:
+    t0 = time.time()
+    while at.session_state["session"].job.running:
+        assert time.time() - t0 < timeout, "pruning did not finish"
+        time.sleep(0.3)
+    _ok(at.run())
+
+
+def test_prune_in_background_saves_to_library(app_env):
+    at = _ok(_app().run())
+    at.number_input(key="prune.steps").set_value(4)
+    at.number_input(key="prune.batch").set_value(8)
+    _ok(at.form_submit_button[0].click().run())
+    _wait_for_job(at)
+    assert "Saved to the library" in _text(at), _text(at)
+    saved = list(Path(app_env["CIRCUIT_LIBRARY"]).glob("*.safetensors"))
+    assert len(saved) == 1
+    sidecar = json.loads(saved[0].with_suffix(".json").read_text())
+    assert len(sidecar["prune_log"]["steps"]) == 4
+    _ok(at.switch_page("pages/circuit.py").run())  # opens the new result
+    picker = next(s for s in at.selectbox if s.label == "Circuit")
+    assert saved[0].stem in picker.value
+
+
+def test_cancel_stops_cleanly_and_saves_nothing(app_env):
+    at = _ok(_app().run())
+    at.number_input(key="prune.steps").set_value(5000)
+    at.number_input(key="prune.batch").set_value(4)
+    _ok(at.form_submit_button[0].click().run())
+    job = at.session_state["session"].job
+    t0 = time.time()
+    while not job.steps and time.time() - t0 < 30:
+        time.sleep(0.1)
+    _ok(at.run())
+    at.button(key="prune.cancel").click()
+    _ok(at.run())
+    _wait_for_job(at)
+    assert job.cancelled and len(job.steps) < 5000
+    assert not list(Path(app_env["CIRCUIT_LIBRARY"]).glob("*.safetensors"))
+    assert "stopped early" in _text(at)
+    assert any(b.label == "Save this result to the library" for b in at.button)
+
+
+def test_impossible_settings_and_unloadable_model(app_env):
+    at = _ok(_app().run())
+    at.number_input(key="prune.lr_gates").set_value(0.0)
+    _ok(at.form_submit_button[0].click().run())
+    assert any("Impossible settings" in e.value for e in at.error)
+    # AppTest drops the entrypoint's sidebar from its tree after a rerun, so set the widgets by key.
+    at.session_state["sidebar.model"] = "Other: hub id or local folder…"
+    at.session_state["sidebar.model_custom"] = "/no/such/model/folder"
+    _ok(at.run())
+    assert any("Could not load model" in e.value for e in at.error)
+
+
+def test_bad_jsonl_upload_lists_line_numbers(app_env):
+    at = _ok(_app().run())
+    at.radio(key="prune.source").set_value("Upload JSONL")
+    _ok(at.run())
+    bad = b'{"clean": "a b<predict> c</predict>", "corrupted": "a<predict> c</predict>"}\nnot json\n'
+    at.file_uploader(key="prune.upload").set_value(("bad.jsonl", bad, "application/json"))
+    _ok(at.run())
+    errors = "\n".join(e.value for e in at.error)
+    assert "line 2" in errors, errors
+
+
+def test_circuit_threshold_moves_stats(app_env):
+    at = _ok(_app().switch_page("pages/circuit.py").run())
+    slider = at.slider[0]
+    assert slider.label == "Edges kept"
+    slider.set_value(5)
+    _ok(at.run())
+    assert at.metric[0].value == "5"
+    at.checkbox(key="circuit.hide_dangling").check()
+    _ok(at.run())
+    assert int(at.metric[0].value) <= 5
+    at.radio(key="circuit.mode").set_value("score")
+    _ok(at.run())
+    at.radio(key="circuit.mode").set_value("sparsity")
+    _ok(at.run())
+
+
+def test_circuit_upload_of_a_damaged_file_is_reported(app_env):
+    at = _ok(_app().switch_page("pages/circuit.py").run())
+    at.file_uploader(key="circuit.upload").set_value(("evil.safetensors", b"\x80\x04pickle?", "application/octet-stream"))
+    _ok(at.run())
+    assert any("Cannot open evil.safetensors" in e.value for e in at.error)
+
+
+def test_compare_shows_overlap_and_matrix(app_env):
+    at = _ok(_app().switch_page("pages/compare.py").run())
+    assert len(at.multiselect(key="compare.pick").value) == 2
+    assert any("p-value" in str(df.value.columns.tolist()) for df in at.dataframe)
+    assert len(at.dataframe) == 2  # overlap table, evaluation matrix
+    at.multiselect(key="compare.pick").set_value(at.multiselect(key="compare.pick").value[:1])
+    _ok(at.run())
+    assert any("at least two" in i.value for i in at.info)
+
+
+def test_prompt_lab_handles_script_prompts_and_misaligned_twins(app_env):
+    at = _ok(_app().switch_page("pages/prompts.py").run())
+    at.text_area(key="prompts.text").set_value("<script>alert(1)</script> Mary | Mary John Mary | x\n"
+                                               "Then, Mary and John went | Then, Anna and Paul went | to")
+    _ok(at.run())
+    table = at.dataframe[0].value
+    assert "<script>alert(1)</script> Mary" in table["prompt"].tolist()[0]
+    assert "must align" in table["problem"].tolist()[0] or table["problem"].tolist()[0] == ""
+
+
+def test_learn_runs_a_pruning_stage(app_env, short_lessons):
+    at = _ok(_app().switch_page("pages/learn.py").run())
+    at.slider(key="learn.log_alpha").set_value(-3.0)
+    _ok(at.run())
+    at.selectbox(key="learn.ablate").set_value("every edge (= the corrupted run)")
+    _ok(at.run())
+    next_stage = next(b for b in at.button if b.label == "Next stage")
+    _ok(next_stage.click().run())
+    assert at.dataframe[-1].value["target"].tolist() == [0.5]

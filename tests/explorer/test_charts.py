@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+
+from explorer import charts
+
+
+@dataclass
+class Step:
+    step: int
+    kl: float
+    edge_sparsity: float
+    edge_target: float
+    node_sparsity: float | None = None
+    node_target: float | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class Point:
+    n_edges: int
+    kl: float
+    metric: float
+    metric_name: str = "logit_diff"
+
+
+def test_prune_curves_traces():
+    steps = [Step(i, 1.0 / (i + 1), i / 10, i / 9) for i in range(10)]
+    fig = charts.prune_curves(steps)
+    assert isinstance(fig, go.Figure) and len(fig.data) == 3
+    with_nodes = [Step(i, 0.1, 0.5, 0.5, 0.2, 0.3) for i in range(3)]
+    assert len(charts.prune_curves(with_nodes).data) == 5
+
+
+def test_faithfulness_curve_marks_the_current_point():
+    pts = [Point(n, 1.0 / n, 2.0) for n in (1, 10, 100)]
+    assert len(charts.faithfulness_curve(pts).data) == 2
+    fig = charts.faithfulness_curve(pts, Point(10, 0.1, 2.0), Point(500, 0.0, 3.0))
+    assert len(fig.data) == 5 and fig.data[2].x == (10,)
+
+
+def test_other_charts():
+    assert len(charts.score_histogram([0.1, 0.5, 0.9], 0.5).data) == 1
+    hc = charts.hard_concrete(0.0, n=2000)
+    assert len(hc.data) == 3 and 0 < hc.data[1].y[0] < 1
+    assert len(charts.sparsity_schedule(100, 80, 0.95).data) == 1
+    assert len(charts.sparsity_schedule(100, 80, 0.95, [Step(1, 0.1, 0.1, 0.1)]).data) == 2
+    assert len(charts.prediction_bars(["a", "b"], [0.6, 0.4], "t").data) == 1
+    assert charts.plotly_config("svg")["toImageButtonOptions"]["format"] == "svg"
