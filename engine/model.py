@@ -136,6 +136,7 @@ class MaskedTransformer(nn.Module):
         self.tokenizer = None   # set by the loader; read-only afterwards
         self.name = "model"
         self.bos_id: int | None = None  # prepended to every prompt when the model expects it
+        self.checkpoint_layers = False  # default of forward(checkpoint=None); set by the loader, read-only afterwards
         d, h, kv, dh, dm = cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.d_head, cfg.d_mlp
         p = lambda *shape: nn.Parameter(torch.zeros(*shape))  # noqa: E731 — loaded from a checkpoint
         self.W_E = p(cfg.d_vocab, d)
@@ -288,7 +289,7 @@ class MaskedTransformer(nn.Module):
         return _Write.apply(self._mlp(blk, x.view(b, n, d))[None], token, buf, n_src + h, add)
 
     def forward(self, tokens: Tensor, keep: Tensor | None = None, corrupt: CorruptCache | None = None,
-                positions: Tensor | None = None, checkpoint: bool = False) -> Tensor:
+                positions: Tensor | None = None, checkpoint: bool | None = None) -> Tensor:
         """Logits with every edge gated: reader r sees h~_r + sum_w keep[w, r] * (y_w - y~_w).
 
         Args:
@@ -297,7 +298,7 @@ class MaskedTransformer(nn.Module):
             corrupt:   CorruptCache of the corrupted input (same shape); required when keep is given.
             positions: long [batch, K] positions to return logits for (-1 = padding slot); None = all.
             checkpoint: keep no layer activations for backward; recompute each layer there (engine/checkpoint.py).
-                Always on for FSDP-sharded blocks (engine/distributed.py).
+                None = `self.checkpoint_layers` (chosen at load time). Always on for FSDP-sharded blocks.
         Returns:
             logits [batch, pos, vocab] or [batch, K, vocab].
         """
@@ -314,6 +315,7 @@ class MaskedTransformer(nn.Module):
         buf = _Buffer(corrupt.outputs.neg())
         token = _Write.apply(self._embed(tokens), keep.new_empty(0), buf, 0)
         rope = self._rope(n)
+        checkpoint = self.checkpoint_layers if checkpoint is None else checkpoint
         for layer, blk in enumerate(self.blocks):
             n_src, cols, m_col = g.n_src_before(layer), g.attn_dst_slice(layer), g.mlp_dst_index(layer)
             k_attn, k_mlp = keep[:n_src, cols].T, keep[:n_src + cfg.n_heads, m_col:m_col + 1].T

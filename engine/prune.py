@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from . import distributed
 from .resume import load_checkpoint, save_checkpoint
 from .circuit import Circuit
 from .config import PruneConfig
@@ -85,7 +86,9 @@ class _Batches:
         return torch.randperm(len(self.data), generator=gen)
 
     def _make(self, perm: Tensor, i: int) -> _Batch:
-        return make_batch(self.model, self.data.select(perm[i * self.bs:(i + 1) * self.bs]), self.cfg.ablation)
+        idx = perm[i * self.bs:(i + 1) * self.bs]
+        idx = idx[distributed.local_slice(len(idx))]  # distributed: this rank's share of the global batch
+        return make_batch(self.model, self.data.select(idx), self.cfg.ablation)
 
     def get(self, step: int) -> _Batch:
         epoch, i = divmod(step, self.n_batches)
@@ -190,13 +193,13 @@ def prune(model: MaskedTransformer, task: Task, cfg: PruneConfig,
             plog.warnings.append(f"the loss became {entry.loss} at step {step}; lower lr_gates or lr_lambdas")
             plog.stopped_early = True
             break
-        if ckpt is not None and (step + 1) % checkpoint_every == 0:
+        if ckpt is not None and (step + 1) % checkpoint_every == 0 and distributed.current().is_main:
             save_checkpoint(ckpt, state, (opt_gates, opt_lambdas), cfg, step + 1)
         if on_step is not None and on_step(entry):
             plog.stopped_early = True
             break
     plog.elapsed_s = time.perf_counter() - t0
-    if ckpt is not None and plog.steps:
+    if ckpt is not None and plog.steps and distributed.current().is_main:
         save_checkpoint(ckpt, state, (opt_gates, opt_lambdas), cfg, plog.steps[-1].step + 1)
     circuit = _circuit(model, task, cfg, state, plog)
     return circuit, plog
@@ -218,12 +221,14 @@ def _step(model: MaskedTransformer, task: Task, cfg: PruneConfig, state: _State,
     for opt in opts:
         opt.zero_grad(set_to_none=True)
     loss.backward()
+    distributed.average_gradients(state.parameters())  # distributed: gates stay identical on every rank
     state.lambdas.grad.neg_()  # gradient ascent on the multipliers
     for opt in opts:
         opt.step()
     real = state.edges.real
     sampled = float(((keep == 0) & real).sum()) / max(int(real.sum()), 1)
-    return StepLog(step, cfg.n_steps, float(loss.detach()), float(fit.detach()), float(s_edge.detach()), t_edge,
+    kl = distributed.mean_scalar(float(fit.detach()))  # distributed: the global batch's mean
+    return StepLog(step, cfg.n_steps, float(loss.detach()), kl, float(s_edge.detach()), t_edge,
                    None if s_node is None else float(s_node.detach()), t_node,
                    float(state.lambdas[0].detach()), float(state.lambdas[1].detach()), sampled, 0.0)
 

@@ -130,7 +130,7 @@ def _tokenizer(folder: Path):  # noqa: ANN202
 
 
 def load_model(name: str, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-               split_embeddings: bool = False) -> MaskedTransformer:
+               split_embeddings: bool = False, checkpoint_layers: bool = False) -> MaskedTransformer:
     """Build a frozen MaskedTransformer from a checkpoint.
 
     Args:
@@ -138,6 +138,8 @@ def load_model(name: str, device: str | torch.device | None = None, dtype: torch
         device: "cuda", "mps", "cpu" or None for the best available.
         dtype: None = fp32 on CPU, bf16 on CUDA/MPS.
         split_embeddings: separate `tok` and `pos` writers (the paper's Tracr graph).
+        checkpoint_layers: recompute each layer in backward instead of keeping its activations
+            (engine/checkpoint.py; the memory estimate is `engine.memory.estimate(..., checkpoint=True)`).
     Raises:
         ValueError: the model cannot be found, loaded offline, or converted.
     """
@@ -152,6 +154,7 @@ def load_model(name: str, device: str | torch.device | None = None, dtype: torch
     model = build(cfg, state)
     model.name = name
     model.tokenizer = _tokenizer(folder)
+    model.checkpoint_layers = checkpoint_layers
     dev = resolve_device(device)
     if dtype is None:
         dtype = torch.float32 if dev.type == "cpu" else torch.bfloat16

@@ -1,0 +1,80 @@
+"""Multi-process pruning: 2 CPU processes (gloo, FSDP2-sharded model) find the single-process circuit."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from engine import Circuit, PruneConfig, distributed, prune
+from engine.config import ModelConfig
+from engine.weights import build, load_model
+from tests.conftest import save_gpt2
+
+CFG = dict(n_steps=12, batch_size=8, edge_sparsity=0.5, warmup_steps=8, seed=5)
+SCORE_ATOL = 1e-5  # measured: max |score difference| 0 to 3e-7 (reduction order of the batch mean only)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, model_cfg: dict, state: dict, task, out: str) -> None:  # noqa: ANN001
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    ctx = distributed.setup("cpu")
+    try:  # the loaded model's own weights, rebuilt without importing transformers (keeps start-up short)
+        model = distributed.shard(build(ModelConfig.from_dict(model_cfg), state), ctx)
+        assert distributed.current() == ctx
+        circuit, _ = prune(model, task, PruneConfig(**CFG))
+        if ctx.is_main:
+            circuit.save(out)
+    finally:
+        distributed.teardown()
+
+
+@pytest.fixture(scope="module")
+def deep_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_gpt2(tmp_path_factory.mktemp("gpt2_3l"), n_layer=3, n_head=2, n_embd=8, vocab=32, seed=1)
+
+
+def test_two_processes_find_the_single_process_circuit(deep_checkpoint: Path, tiny_task, tmp_path: Path) -> None:  # noqa: ANN001
+    torch.set_num_threads(1)
+    model = load_model(str(deep_checkpoint), device="cpu")
+    single, _ = prune(model, tiny_task, PruneConfig(**CFG))
+    out = tmp_path / "circuit.safetensors"
+    args = (2, _free_port(), model.cfg.to_dict(), model.state_dict(), tiny_task, str(out))
+    mp.spawn(_worker, args=args, nprocs=2, join=True)
+    multi = Circuit.load(out)
+    assert multi.graph.same_as(single.graph)
+    assert (multi.scores - single.scores).abs().max() <= SCORE_ATOL
+    assert torch.equal(multi.keep, single.keep)
+    assert set(multi.meta) == set(Circuit.load(single.save(tmp_path / "single.safetensors")).meta)
+    assert multi.meta["prune_config"] == single.meta["prune_config"]
+
+
+def test_single_process_is_a_no_op(tiny_model) -> None:  # noqa: ANN001
+    ctx = distributed.setup("cpu")
+    assert (ctx.rank, ctx.world, ctx.is_main, ctx.enabled) == (0, 1, True, False)
+    assert distributed.shard(tiny_model, ctx) is tiny_model
+    assert not any(hasattr(b, "unshard") for b in tiny_model.blocks)
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.full((3,), 2.0)
+    distributed.average_gradients([p], ctx)
+    assert torch.equal(p.grad, torch.full((3,), 2.0))
+    assert distributed.local_slice(8, ctx) == slice(0, 8)
+    assert distributed.mean_scalar(1.5, ctx) == 1.5
+
+
+def test_uneven_batch_is_rejected() -> None:
+    ctx = distributed.DistContext(rank=1, world=3)
+    assert distributed.local_slice(9, ctx) == slice(3, 6)
+    with pytest.raises(ValueError, match="multiple of 3"):
+        distributed.local_slice(8, ctx)
