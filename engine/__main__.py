@@ -10,8 +10,11 @@ from pathlib import Path
 import torch
 
 from . import (Circuit, PruneConfig, embedded_models, evaluate, get_task, load_jsonl_task, load_model, prune)
+from .compare_cli import add_compare_parser
+from . import distributed
 from .config import ModelConfig
 from .graph import count_edges
+from .scale_cli import add_memory_args, add_prune_args, load_for_prune, memory_table, model_config
 from .tasks import TASKS
 
 
@@ -41,11 +44,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     cfg = PruneConfig(n_steps=args.steps, batch_size=args.batch_size, edge_sparsity=args.edge_sparsity,
                       node_sparsity=args.node_sparsity, warmup_steps=args.warmup, lr_gates=args.lr,
                       lr_lambdas=args.lr_lambdas or args.lr, seed=args.seed, ablation=args.ablation)
-    model = load_model(args.model, device=args.device)
+    ctx, model = load_for_prune(args)  # torchrun: joins the process group, FSDP-shards the model
     task = _task(args, model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=cfg.n_steps, desc="pruning", unit="step")
+    bar = tqdm(total=cfg.n_steps, desc="pruning", unit="step", disable=not ctx.is_main)
 
     def on_step(s) -> None:  # noqa: ANN001
         bar.n = s.step + 1
@@ -55,6 +58,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     circuit, log = prune(model, task, cfg, on_step=on_step, checkpoint_dir=out)
     bar.close()
     result = evaluate(model, task, circuit, split="validation")
+    distributed.teardown()
+    if not ctx.is_main:  # distributed: rank 0 writes the one circuit file
+        return 0
     circuit = Circuit(circuit.graph, circuit.scores, circuit.keep, circuit.node_scores,
                       {**circuit.meta, "name": out.name, "metrics": json.dumps(result.to_dict())})
     circuit.save(out / "circuit.safetensors")
@@ -102,16 +108,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    model = load_model(args.model, device="cpu")
-    cfg: ModelConfig = model.cfg
-    g = model.graph
-    n_params = sum(p.numel() for p in model.parameters())
+    cfg, g, n_params = model_config(args.model)  # Llama family: config.json only, no weights read
     print(f"model        {args.model} ({cfg.architecture}, config hash {cfg.hash()})")
     print(f"layers       {cfg.n_layers} x {cfg.n_heads} heads ({cfg.kv_heads} k/v), d_model {cfg.d_model}, "
           f"d_mlp {cfg.d_mlp}, vocab {cfg.d_vocab}, context {cfg.n_ctx}")
     print(f"parameters   {n_params / 1e6:.2f} M")
     print(f"graph        {g.n_src} writers, {g.n_dst} readers, {len(g.nodes)} nodes, {g.n_edges} edges "
           f"(closed form {count_edges(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, len(g.input_nodes))})")
+    print(memory_table(args, cfg))
     return 0
 
 
@@ -130,6 +134,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-lambdas", type=float, default=None, help="learning rate of the multipliers (default --lr)")
     p.add_argument("--ablation", default="interchange", choices=["interchange", "zero", "mean"])
     p.add_argument("--seed", type=int, default=0)
+    add_prune_args(p)
     p.set_defaults(func=cmd_prune)
     p = sub.add_parser("evaluate", help="evaluate a circuit (or the full / empty baselines)")
     _common(p)
@@ -144,7 +149,9 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("info", help="architecture, graph size, memory estimate")
     _common(p, data=False)
+    add_memory_args(p)
     p.set_defaults(func=cmd_info)
+    add_compare_parser(sub, _common, _task)
     return ap
 
 

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .compare import compare_methods, default_runs, format_table, sizes_from_sparsities
 from .faithfulness import MIB_SIZES
 from .methods import METHODS
@@ -47,7 +45,6 @@ def _options(args: argparse.Namespace) -> dict[str, dict]:
 
 
 def cmd_compare(args: argparse.Namespace, task_of: Callable[[argparse.Namespace, Any], Any]) -> int:
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     unknown = [n for n in names if n not in METHODS]
     if unknown:

@@ -1,0 +1,141 @@
+"""Every circuit-discovery method on every embedded task: faithfulness at matched edge counts, MIB CPR/CMD, time.
+
+    python bench/methods.py                      # embedded models (assets/models) + Tracr programs
+    python bench/methods.py --steps 300 --warm-start --only ioi-2l
+
+For each (model, task): Edge Pruning runs at --sparsity; its circuit's edge count n is the matched size at
+which every other method's top-n edges are scored (f = MIB faithfulness of the task metric, KL to the
+model), next to random circuits of size n (mean +- std over 5 draws). CPR/CMD are over MIB's sizes.
+With --warm-start, Edge Pruning from all-open gates and from EAP scores are compared at equal step
+budgets, same target sparsity and same edge count. One thread (the machine is shared); wall-clock seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.faithfulness import MIB_SIZES, curve, random_baseline  # noqa: E402
+from engine.methods import METHODS, make_config  # noqa: E402
+from engine.tasks import get_task  # noqa: E402
+from engine.weights import embedded_models, load_model  # noqa: E402
+
+TASKS_OF = {"ioi": ["ioi"], "greater": ["greater_than"], "pronoun": ["gendered_pronoun"],
+            "boolean": ["boolean_instruction", "boolean_fewshot"]}
+
+
+def workloads(only: str | None, n: int):  # noqa: ANN201
+    """(label, model, task, ablation) for each embedded model's tasks, then each Tracr program."""
+    for name, folder in embedded_models().items():
+        if only and only not in name:
+            continue
+        model = load_model(name, device="cpu")
+        log = folder / "train_log.json"
+        tasks = json.loads(log.read_text()).get("tasks") if log.is_file() else None
+        tasks = tasks or next((t for k, t in TASKS_OF.items() if name.startswith(k)), [])
+        for t in tasks:
+            yield f"{name}/{t}", model, get_task(t, model.tokenizer, n=n, n_ctx=model.cfg.n_ctx, bos_id=model.bos_id), \
+                "interchange"
+    try:
+        from engine.tracr import load_tracr, tracr_models
+    except ImportError:
+        return
+    for name in tracr_models():
+        if only and only not in name:
+            continue
+        model, _, task = load_tracr(name, n_train=n)
+        yield f"tracr-{name}", model, task, "zero"
+
+
+def _timed(method: str, model, task, cfg):  # noqa: ANN001, ANN202
+    t0 = time.perf_counter()
+    circuit = METHODS[method](model, task, cfg)
+    return circuit, time.perf_counter() - t0
+
+
+def at_size(model, task, circuit, n: int, ablation: str) -> tuple[float, float]:  # noqa: ANN001
+    """(f, KL) of the circuit's top-n edges on the test split."""
+    c = curve(model, task, circuit, sizes=[(n + 0.5) / model.graph.n_edges], ablation=ablation)
+    return c.faithfulness[0], c.kl[0]
+
+
+def bench_one(label: str, model, task, ablation: str, args: argparse.Namespace) -> None:  # noqa: ANN001
+    n_all = model.graph.n_edges
+    ep_opts = dict(n_steps=args.steps, edge_sparsity=args.sparsity, ablation=ablation, lr_gates=args.lr,
+                   lr_lambdas=args.lr)
+    runs = {"edge-pruning": ("edge-pruning", make_config("edge-pruning", **ep_opts)),
+            "edge-pruning+eap": ("edge-pruning", make_config("edge-pruning", init="eap", **ep_opts)),
+            "eap": ("eap", make_config("eap", ablation=ablation, sparsity=0.5)),
+            "eap-ig": ("eap-ig", make_config("eap-ig", ablation=ablation, sparsity=0.5)),
+            "acdc": ("acdc", make_config("acdc", ablation=ablation, threshold=args.acdc_threshold)),
+            "random": ("random", make_config("random", sparsity=0.5))}
+    done = {}
+    for key, (method, cfg) in runs.items():
+        try:
+            done[key] = _timed(method, model, task, cfg)
+        except ValueError as e:
+            print(f"  {key}: failed: {e}")
+    n = done["edge-pruning"][0].n_edges if "edge-pruning" in done else max(1, round((1 - args.sparsity) * n_all))
+    rb = random_baseline(model, task, sizes=[(n + 0.5) / n_all, 1.0], draws=5, ablation=ablation)
+    print(f"\n## {label}: {n_all} edges, matched size n = {n} ({100 * n / n_all:.1f}%), ablation {ablation}, "
+          f"metric {task.metric}; random at n: f = {rb.mean[0]:.3f} +- {rb.std[0]:.3f}")
+    print(f"| method | seconds | own edges | f @ n | KL @ n | CPR | CMD |\n|---|---:|---:|---:|---:|---:|---:|")
+    for key, (circuit, sec) in done.items():
+        f, kl = at_size(model, task, circuit, n, ablation)
+        mib = curve(model, task, circuit, MIB_SIZES, ablation=ablation)
+        print(f"| {key} | {sec:.1f} | {circuit.n_edges} | {f:.3f} | {kl:.4f} | {mib.cpr:.3f} | {mib.cmd:.3f} |")
+    sys.stdout.flush()
+
+
+def warm_start(label: str, model, task, ablation: str, args: argparse.Namespace) -> None:  # noqa: ANN001
+    """Edge Pruning from open gates vs from EAP scores, at equal step budgets and the same edge count."""
+    n = max(1, round((1 - args.sparsity) * model.graph.n_edges))
+    print(f"\n### warm start, {label}: target sparsity {args.sparsity} (n = {n} edges)")
+    print("| steps | open: f @ n | open: KL @ n | open: own edges | eap-init: f @ n | eap-init: KL @ n | "
+          "eap-init: own edges |\n|---:|---:|---:|---:|---:|---:|---:|")
+    for steps in args.budgets:
+        row = [str(steps)]
+        for init in ("open", "eap"):
+            cfg = make_config("edge-pruning", n_steps=steps, edge_sparsity=args.sparsity, ablation=ablation,
+                              init=init, lr_gates=args.lr, lr_lambdas=args.lr)
+            try:
+                circuit = METHODS["edge-pruning"](model, task, cfg)
+                f, kl = at_size(model, task, circuit, n, ablation)
+                row += [f"{f:.3f}", f"{kl:.4f}", str(circuit.n_edges)]
+            except ValueError as e:
+                row += ["failed", "-", str(e)[:40]]
+        print("| " + " | ".join(row) + " |")
+        sys.stdout.flush()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=300, help="Edge Pruning steps")
+    ap.add_argument("--sparsity", type=float, default=0.9, help="Edge Pruning target (matched size)")
+    ap.add_argument("--lr", type=float, default=0.1, help="Edge Pruning learning rates (gates and multipliers)")
+    ap.add_argument("--acdc-threshold", type=float, default=0.01)
+    ap.add_argument("--n", type=int, default=128, help="train examples per task (test: n // 4)")
+    ap.add_argument("--only", default=None, help="substring of the workload names to run")
+    ap.add_argument("--warm-start", action="store_true", help="also run the warm-start comparison")
+    ap.add_argument("--budgets", type=int, nargs="+", default=[25, 50, 100, 200])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    if not embedded_models():
+        print("no embedded models in assets/models yet: running the Tracr programs only")
+    for label, model, task, ablation in workloads(args.only, args.n):
+        bench_one(label, model, task, ablation, args)
+        if args.warm_start:
+            warm_start(label, model, task, ablation, args)
+
+
+if __name__ == "__main__":
+    main()
