@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..checkpoint import gathered
 from ..model import CorruptCache, MaskedTransformer, _norm
 from ..tasks.base import TaskData
 
@@ -45,15 +46,15 @@ def batched_logits(model: MaskedTransformer, tokens: Tensor, keeps: Tensor, corr
     delta[:, : emb.shape[0]] += emb.reshape(emb.shape[0], -1)
     rope = model._rope(n)
     for layer, blk in enumerate(model.blocks):
-        start, cols = g.n_src_before(layer), g.attn_dst_slice(layer)
-        x = _mix(keeps[:, :start, cols], delta[:, :start], corrupt.resid[2 * layer])
-        r = x.shape[1]
-        x = _norm(x.view(n_c, r, b, n, d).transpose(0, 1).reshape(r, n_c * b, n, d), blk.ln1_w, blk.ln1_b, cfg)
-        heads = model._heads(blk, x[:h], x[h:h + kv], x[h + kv:], rope)
-        delta[:, start:start + h] += heads.reshape(h, n_c, -1).transpose(0, 1)
-        m = g.mlp_dst_index(layer)
-        x = _mix(keeps[:, :start + h, m:m + 1], delta[:, :start + h], corrupt.resid[2 * layer + 1])
-        delta[:, start + h] += model._mlp(blk, x.view(n_c * b, n, d)).reshape(n_c, -1)
+        start, cols, m = g.n_src_before(layer), g.attn_dst_slice(layer), g.mlp_dst_index(layer)
+        with gathered(blk):   # FSDP-sharded blocks: all-gather, as the model's own forward does
+            x = _mix(keeps[:, :start, cols], delta[:, :start], corrupt.resid[2 * layer])
+            r = x.shape[1]
+            x = _norm(x.view(n_c, r, b, n, d).transpose(0, 1).reshape(r, n_c * b, n, d), blk.ln1_w, blk.ln1_b, cfg)
+            heads = model._heads(blk, x[:h], x[h:h + kv], x[h + kv:], rope)
+            delta[:, start:start + h] += heads.reshape(h, n_c, -1).transpose(0, 1)
+            x = _mix(keeps[:, :start + h, m:m + 1], delta[:, :start + h], corrupt.resid[2 * layer + 1])
+            delta[:, start + h] += model._mlp(blk, x.view(n_c * b, n, d)).reshape(n_c, -1)
     x = _mix(keeps[:, :, -1:], delta, corrupt.resid[-1]).view(n_c, b, n, d)
     rows = torch.arange(b, device=model.device)[:, None]
     return model._unembed(x[:, rows, positions.to(model.device).clamp(min=0)])
