@@ -1,0 +1,169 @@
+"""`python -m engine prune|evaluate|info`: argparse -> engine calls; the one place that prints and exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from . import (Circuit, PruneConfig, embedded_models, evaluate, get_task, load_jsonl_task, load_model, prune)
+from .compare_cli import add_compare_parser
+from . import distributed
+from .config import ModelConfig
+from .graph import count_edges
+from .scale_cli import add_memory_args, add_prune_args, load_for_prune, memory_table, model_config
+from .tasks import TASKS
+
+
+def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
+    p.add_argument("--model", required=True, help=f"embedded name ({', '.join(embedded_models()) or 'none'}), "
+                   "local save_pretrained folder, or hub id")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    if data:
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--data", help="JSONL file of clean/corrupted pairs (DESIGN §3)")
+        src.add_argument("--task", help=f"built-in task: {', '.join(TASKS)}")
+        p.add_argument("--n", type=int, default=256, help="built-in tasks: train examples to generate")
+        p.add_argument("--task-seed", type=int, default=0)
+
+
+def _task(args: argparse.Namespace, model):  # noqa: ANN001, ANN202
+    if model.tokenizer is None:
+        raise ValueError(f"model {args.model!r} has no tokenizer files; cannot read text data")
+    if args.data:
+        return load_jsonl_task(args.data, model.tokenizer, model.cfg.n_ctx, bos_id=model.bos_id)
+    return get_task(args.task, model.tokenizer, n=args.n, seed=args.task_seed, n_ctx=model.cfg.n_ctx,
+                    bos_id=model.bos_id)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+    cfg = PruneConfig(n_steps=args.steps, batch_size=args.batch_size, edge_sparsity=args.edge_sparsity,
+                      node_sparsity=args.node_sparsity, warmup_steps=args.warmup, lr_gates=args.lr,
+                      lr_lambdas=args.lr_lambdas or args.lr, seed=args.seed, ablation=args.ablation)
+    ctx, model = load_for_prune(args)  # torchrun: joins the process group, FSDP-shards the model
+    task = _task(args, model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=cfg.n_steps, desc="pruning", unit="step", disable=not ctx.is_main)
+
+    def on_step(s) -> None:  # noqa: ANN001
+        bar.n = s.step + 1
+        bar.set_postfix(kl=f"{s.kl:.4f}", sparsity=f"{s.edge_sparsity:.3f}", target=f"{s.edge_target:.3f}")
+        bar.refresh()
+
+    circuit, log = prune(model, task, cfg, on_step=on_step, checkpoint_dir=out)
+    bar.close()
+    result = evaluate(model, task, circuit, split="validation")
+    distributed.teardown()
+    if not ctx.is_main:  # distributed: rank 0 writes the one circuit file
+        return 0
+    circuit = Circuit(circuit.graph, circuit.scores, circuit.keep, circuit.node_scores,
+                      {**circuit.meta, "name": out.name, "metrics": json.dumps(result.to_dict())})
+    circuit.save(out / "circuit.safetensors")
+    circuit.save_edges_json(out / "edges.json")
+    (out / "log.json").write_text(log.to_json())
+    (out / "circuit.json").write_text(json.dumps({**circuit.meta, "eval_validation": result.to_dict()}, indent=1))
+    for w in log.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"edges kept {circuit.n_edges} / {circuit.graph.n_edges} (sparsity {circuit.sparsity:.4f}); "
+          f"validation KL {result.kl:.4f}, {result.metric_name} {result.metric:.3f} (model {result.full_metric:.3f}), "
+          f"accuracy {result.accuracy:.3f} (model {result.full_accuracy:.3f}); {log.elapsed_s:.1f} s")
+    print(f"wrote {out / 'circuit.safetensors'}, edges.json, circuit.json, log.json, checkpoint.safetensors")
+    return 0
+
+
+def _load_circuit(spec: str, model) -> Circuit:  # noqa: ANN001
+    if spec == "full":
+        return Circuit.full(model.graph)
+    if spec == "empty":
+        return Circuit.empty(model.graph)
+    if spec.endswith(".json"):
+        return Circuit.load_edges_json(spec)
+    return Circuit.load(spec)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    model = load_model(args.model, device=args.device)
+    task = _task(args, model)
+    circuit = _load_circuit(args.circuit, model)
+    if args.threshold is not None:
+        circuit = circuit.threshold(args.threshold)
+    elif args.edges is not None:
+        circuit = circuit.top_n(args.edges)
+    elif args.sparsity is not None:
+        circuit = circuit.with_sparsity(args.sparsity)
+    if args.prune_dangling:
+        circuit = circuit.prune_dangling()
+    result = evaluate(model, task, circuit, split=args.split)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        for k, v in result.to_dict().items():
+            print(f"{k:>14}: {v:.4f}" if isinstance(v, float) else f"{k:>14}: {v}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    cfg, g, n_params = model_config(args.model)  # Llama family: config.json only, no weights read
+    print(f"model        {args.model} ({cfg.architecture}, config hash {cfg.hash()})")
+    print(f"layers       {cfg.n_layers} x {cfg.n_heads} heads ({cfg.kv_heads} k/v), d_model {cfg.d_model}, "
+          f"d_mlp {cfg.d_mlp}, vocab {cfg.d_vocab}, context {cfg.n_ctx}")
+    print(f"parameters   {n_params / 1e6:.2f} M")
+    print(f"graph        {g.n_src} writers, {g.n_dst} readers, {len(g.nodes)} nodes, {g.n_edges} edges "
+          f"(closed form {count_edges(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, len(g.input_nodes))})")
+    print(memory_table(args, cfg))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m engine", description="Circuit Explorer engine")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prune", help="find a circuit with Edge Pruning")
+    _common(p)
+    p.add_argument("--out", required=True, help="output folder (circuit, metadata, checkpoints)")
+    p.add_argument("--edge-sparsity", type=float, default=0.95)
+    p.add_argument("--node-sparsity", type=float, default=None)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--warmup", type=int, default=None, help="target ramp steps (default 80%% of --steps)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.8, help="learning rate of the gate logits")
+    p.add_argument("--lr-lambdas", type=float, default=None, help="learning rate of the multipliers (default --lr)")
+    p.add_argument("--ablation", default="interchange", choices=["interchange", "zero", "mean"])
+    p.add_argument("--seed", type=int, default=0)
+    add_prune_args(p)
+    p.set_defaults(func=cmd_prune)
+    p = sub.add_parser("evaluate", help="evaluate a circuit (or the full / empty baselines)")
+    _common(p)
+    p.add_argument("--circuit", required=True, help="circuit .safetensors, edges.json, 'full' or 'empty'")
+    sel = p.add_mutually_exclusive_group()
+    sel.add_argument("--threshold", type=float)
+    sel.add_argument("--edges", type=int)
+    sel.add_argument("--sparsity", type=float)
+    p.add_argument("--prune-dangling", action="store_true")
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("info", help="architecture, graph size, memory estimate")
+    _common(p, data=False)
+    add_memory_args(p)
+    p.set_defaults(func=cmd_info)
+    add_compare_parser(sub, _common, _task)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, torch.cuda.OutOfMemoryError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
