@@ -39,7 +39,7 @@ class Entry:
     def label(self) -> str:
         bits = [self.name + (" (example)" if self.read_only else "")]
         if self.info.get("model"):
-            bits.append(str(self.info["model"]))
+            bits.append(Path(str(self.info["model"])).name or str(self.info["model"]))
         if self.info.get("task"):
             bits.append(str(self.info["task"]))
         if self.info.get("n_edges") is not None:

@@ -176,5 +176,6 @@ _SCRIPT = r"""
     });
   }
   window.ceApply = apply;
+  window.ceLoadedAt = Date.now();
 })();
 """

@@ -25,6 +25,7 @@ export default function (component) {
   const data = component.data || {};
   window.__circuitExplorer = window.__circuitExplorer || {};
   window.__circuitExplorer[data.graph] = data;
+  window.__ceBridgeAt = Date.now();
   for (const frame of document.querySelectorAll("iframe")) {
     try { frame.contentWindow.postMessage({circuitExplorer: data}, "*"); } catch (err) { /* cross-origin */ }
   }

@@ -12,7 +12,7 @@ if circuit is None:
     st.stop()
 meta = circuit.meta
 name = meta.get("name", "circuit")
-st.caption(f"model **{meta.get('model', '?')}** · task **{meta.get('task', '?')}** · method {meta.get('method', '?')} · "
+st.caption(f"model **{resources.model_key(meta.get('model', '?'))}** · task **{meta.get('task', '?')}** · method {meta.get('method', '?')} · "
            f"{circuit.graph.n_edges:,} edges in the full graph · saved cut: {circuit.n_edges:,} edges")
 
 

@@ -16,10 +16,10 @@ st.markdown(f"**{model_name}** · {g.n_layers} layers × {g.n_heads} heads · **
 
 sess = state.session()
 job = sess.job
-if job is not None and job.running:
+running = job is not None and job.running
+if running:
     st.info(f"Pruning **{job.label}** in the background — you can use the other pages meanwhile.")
     widgets.prune_progress()
-    st.stop()
 
 task = widgets.task_picker(model_name, "prune")
 if task is not None:
@@ -27,7 +27,9 @@ if task is not None:
     st.caption(f"Task **{task.name}** · metric {task.metric} · examples {sizes}")
 cfg = widgets.prune_form()
 if cfg is not None:
-    if task is None:
+    if running:
+        st.error("A run is already in progress: cancel it or wait for it to finish.")
+    elif task is None:
         st.error("Choose a task (or fix the uploaded data) first.")
     else:
         sess.job = widgets.start_prune(model, task, cfg, model_name)

@@ -28,17 +28,18 @@ def make_model(folder: Path, n_ctx: int = 160) -> Path:
     return folder
 
 
-def make_examples(model_dir: Path, folder: Path) -> None:
-    """Two example circuits of the tiny model (instruction vs few-shot style names), random scores."""
+def make_examples(model_ref: str | Path, folder: Path, model_name: str = "tiny") -> None:
+    """Two example circuits of a model (instruction vs few-shot style names), random scores."""
     from engine import Circuit, load_model
 
-    model = load_model(str(model_dir), device="cpu")
+    folder.mkdir(parents=True, exist_ok=True)
+    model = load_model(str(model_ref), device="cpu")
     g = model.graph
     for i, (name, task) in enumerate([("boolean-instruction", "boolean_instruction"),
                                       ("boolean-fewshot", "boolean_fewshot")]):
         gen = torch.Generator().manual_seed(i)
         scores = torch.rand(g.n_src, g.n_dst, generator=gen) * g.real_edges
-        meta = {"model": "tiny", "config_hash": model.cfg.hash(), "task": task, "method": "random", "name": name}
+        meta = {"model": model_name, "config_hash": model.cfg.hash(), "task": task, "method": "random", "name": name}
         Circuit(g, scores, torch.zeros_like(g.real_edges), meta=meta).top_n(g.n_edges // 4).save(folder / f"{name}.safetensors")
 
 

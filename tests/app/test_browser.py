@@ -1,0 +1,132 @@
+"""End to end in a real browser: start the server, prune, move the threshold, open Compare.
+
+Uses Playwright's Python package with Debian's chromium (never `playwright install`); skipped when
+either is missing. Set EXPLORER_SHOTS=<folder> to keep screenshots of each step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from . import tiny_setup
+from .conftest import env_for_subprocess
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(tiny_env: dict[str, str], tmp_path: Path):
+    """The app on a free port: the embedded IOI model when it is shipped, else the tiny test model."""
+    import engine
+
+    ioi = next((n for n in engine.embedded_models() if "ioi" in n.lower()), None)
+    env = {"CIRCUIT_LIBRARY": str(tmp_path / "library"), "CIRCUIT_EXAMPLES": str(tmp_path / "examples"),
+           "OMP_NUM_THREADS": "1"}
+    if ioi is None:
+        env["CIRCUIT_EXPLORER_MODELS"] = tiny_env["CIRCUIT_EXPLORER_MODELS"]
+        tiny_setup.make_examples(tiny_env["CIRCUIT_EXPLORER_MODELS"].split("=", 1)[1], tmp_path / "examples")
+    else:
+        tiny_setup.make_examples(ioi, tmp_path / "examples", ioi)
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w")
+    t0 = time.time()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env_for_subprocess(env), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield f"http://localhost:{port}", t0
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _shot(page, name: str) -> None:
+    if os.environ.get("EXPLORER_SHOTS"):
+        Path(os.environ["EXPLORER_SHOTS"]).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(os.environ["EXPLORER_SHOTS"]) / f"e2e_{name}.png"), full_page=True)
+
+
+def _graph_frame(page, prefix: str):
+    page.wait_for_selector(f'iframe[title^="{prefix}"]', timeout=90_000)
+    frame = None
+    for _ in range(300):
+        for f in page.frames[1:]:
+            try:
+                if f.frame_element().get_attribute("title").startswith(prefix):
+                    frame = f
+            except Exception:  # detached while the page reruns
+                continue
+        if frame is not None:
+            break
+        time.sleep(0.1)
+    frame.wait_for_function("window.ceVisibleEdges !== undefined", timeout=60_000)
+    return frame
+
+
+def test_prune_threshold_compare(server):
+    url, started = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        for _ in range(120):  # wait for the server to listen
+            try:
+                page.goto(url)
+                break
+            except Exception:
+                time.sleep(0.5)
+        page.get_by_role("heading", name="Prune: find a circuit").wait_for(timeout=120_000)
+        print(f"\nfirst page rendered {time.time() - started:.1f} s after the server started")
+        page.get_by_label("Steps", exact=True).fill("12")
+        page.get_by_label("Batch size", exact=True).fill("8")
+        page.get_by_role("button", name="Prune").click()
+        page.get_by_text("Saved to the library as").wait_for(timeout=240_000)
+        _shot(page, "prune")
+
+        page.get_by_role("link", name="Open it in the Circuit page").click()
+        frame = _graph_frame(page, "circuit graph")
+        loaded, n0 = frame.evaluate("window.ceLoadedAt"), frame.evaluate("window.ceVisibleEdges")
+        slider = page.get_by_role("slider").first
+        slider.focus()
+        lat = []
+        for i in range(1, 4):
+            t = time.time()
+            page.keyboard.press("ArrowLeft")
+            frame.wait_for_function(f"window.ceVisibleEdges === {n0 - i}", timeout=30_000)
+            lat.append(time.time() - t)
+        print("threshold redraw latency (s):", [round(x, 3) for x in lat])
+        assert frame.evaluate("window.ceLoadedAt") == loaded, "the graph document was reloaded"
+        page.get_by_text(f"{n0 - 3:,}", exact=True).first.wait_for(timeout=30_000)  # Python's stats agree
+        _shot(page, "circuit")
+
+        page.get_by_role("link", name="Compare").click()
+        cmp = _graph_frame(page, "compare graph")
+        assert "shared" in cmp.locator("#ce-legend").inner_text()
+        page.get_by_text("Overlap vs chance").wait_for(timeout=60_000)
+        page.get_by_text("Evaluation matrix").wait_for(timeout=60_000)
+        assert cmp.evaluate("window.ceVisibleEdges") > 0
+        _shot(page, "compare")
+        assert page.locator('[data-testid="stException"]').count() == 0
+        browser.close()
