@@ -32,8 +32,9 @@ TASKS_OF = {"ioi": ["ioi"], "greater": ["greater_than"], "pronoun": ["gendered_p
             "boolean": ["boolean_instruction", "boolean_fewshot"]}
 
 
-def workloads(only: str | None, n: int):  # noqa: ANN201
-    """(label, model, task, ablation) for each embedded model's tasks, then each Tracr program."""
+def workloads(only: str | None, n: int, sparsity: float):  # noqa: ANN201
+    """(label, model, task, ablation, target sparsity, ground truth or None) for each embedded model's tasks,
+    then each Tracr program (zero ablation and its ground truth's sparsity, as their known circuits assume)."""
     for name, folder in embedded_models().items():
         if only and only not in name:
             continue
@@ -42,17 +43,17 @@ def workloads(only: str | None, n: int):  # noqa: ANN201
         tasks = json.loads(log.read_text()).get("tasks") if log.is_file() else None
         tasks = tasks or next((t for k, t in TASKS_OF.items() if name.startswith(k)), [])
         for t in tasks:
-            yield f"{name}/{t}", model, get_task(t, model.tokenizer, n=n, n_ctx=model.cfg.n_ctx, bos_id=model.bos_id), \
-                "interchange"
+            task = get_task(t, model.tokenizer, n=n, n_ctx=model.cfg.n_ctx, bos_id=model.bos_id)
+            yield f"{name}/{t}", model, task, "interchange", sparsity, None
     try:
         from engine.tracr import load_tracr, tracr_models
     except ImportError:
         return
     for name in tracr_models():
-        if only and only not in name:
+        if only and only not in f"tracr-{name}":
             continue
-        model, _, task = load_tracr(name, n_train=n)
-        yield f"tracr-{name}", model, task, "zero"
+        model, truth, task = load_tracr(name, n_train=n)
+        yield f"tracr-{name}", model, task, "zero", 1.0 - truth.n_edges / model.graph.n_edges, truth
 
 
 def _timed(method: str, model, task, cfg):  # noqa: ANN001, ANN202
@@ -67,9 +68,9 @@ def at_size(model, task, circuit, n: int, ablation: str) -> tuple[float, float]:
     return c.faithfulness[0], c.kl[0]
 
 
-def bench_one(label: str, model, task, ablation: str, args: argparse.Namespace) -> None:  # noqa: ANN001
+def bench_one(label: str, model, task, ablation: str, sparsity: float, truth, args: argparse.Namespace) -> None:  # noqa: ANN001
     n_all = model.graph.n_edges
-    ep_opts = dict(n_steps=args.steps, edge_sparsity=args.sparsity, ablation=ablation, lr_gates=args.lr,
+    ep_opts = dict(n_steps=args.steps, edge_sparsity=sparsity, ablation=ablation, lr_gates=args.lr,
                    lr_lambdas=args.lr)
     runs = {"edge-pruning": ("edge-pruning", make_config("edge-pruning", **ep_opts)),
             "edge-pruning+eap": ("edge-pruning", make_config("edge-pruning", init="eap", **ep_opts)),
@@ -83,28 +84,30 @@ def bench_one(label: str, model, task, ablation: str, args: argparse.Namespace) 
             done[key] = _timed(method, model, task, cfg)
         except ValueError as e:
             print(f"  {key}: failed: {e}")
-    n = done["edge-pruning"][0].n_edges if "edge-pruning" in done else max(1, round((1 - args.sparsity) * n_all))
+    n = max(1, round((1 - sparsity) * n_all))
     rb = random_baseline(model, task, sizes=[(n + 0.5) / n_all, 1.0], draws=5, ablation=ablation)
     print(f"\n## {label}: {n_all} edges, matched size n = {n} ({100 * n / n_all:.1f}%), ablation {ablation}, "
           f"metric {task.metric}; random at n: f = {rb.mean[0]:.3f} +- {rb.std[0]:.3f}")
-    print(f"| method | seconds | own edges | f @ n | KL @ n | CPR | CMD |\n|---|---:|---:|---:|---:|---:|---:|")
+    print("| method | seconds | own edges | f @ n | KL @ n | CPR | CMD | truth in top-n |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
     for key, (circuit, sec) in done.items():
         f, kl = at_size(model, task, circuit, n, ablation)
         mib = curve(model, task, circuit, MIB_SIZES, ablation=ablation)
-        print(f"| {key} | {sec:.1f} | {circuit.n_edges} | {f:.3f} | {kl:.4f} | {mib.cpr:.3f} | {mib.cmd:.3f} |")
+        cover = "-" if truth is None else f"{len(set(truth.edges()) & set(circuit.top_n(n).edges()))}/{truth.n_edges}"
+        print(f"| {key} | {sec:.1f} | {circuit.n_edges} | {f:.3f} | {kl:.4f} | {mib.cpr:.3f} | {mib.cmd:.3f} | {cover} |")
     sys.stdout.flush()
 
 
-def warm_start(label: str, model, task, ablation: str, args: argparse.Namespace) -> None:  # noqa: ANN001
+def warm_start(label: str, model, task, ablation: str, sparsity: float, args: argparse.Namespace) -> None:  # noqa: ANN001
     """Edge Pruning from open gates vs from EAP scores, at equal step budgets and the same edge count."""
-    n = max(1, round((1 - args.sparsity) * model.graph.n_edges))
-    print(f"\n### warm start, {label}: target sparsity {args.sparsity} (n = {n} edges)")
+    n = max(1, round((1 - sparsity) * model.graph.n_edges))
+    print(f"\n### warm start, {label}: target sparsity {sparsity:.3f} (n = {n} edges)")
     print("| steps | open: f @ n | open: KL @ n | open: own edges | eap-init: f @ n | eap-init: KL @ n | "
           "eap-init: own edges |\n|---:|---:|---:|---:|---:|---:|---:|")
     for steps in args.budgets:
         row = [str(steps)]
         for init in ("open", "eap"):
-            cfg = make_config("edge-pruning", n_steps=steps, edge_sparsity=args.sparsity, ablation=ablation,
+            cfg = make_config("edge-pruning", n_steps=steps, edge_sparsity=sparsity, ablation=ablation,
                               init=init, lr_gates=args.lr, lr_lambdas=args.lr)
             try:
                 circuit = METHODS["edge-pruning"](model, task, cfg)
@@ -131,10 +134,10 @@ def main() -> None:
     torch.manual_seed(0)
     if not embedded_models():
         print("no embedded models in assets/models yet: running the Tracr programs only")
-    for label, model, task, ablation in workloads(args.only, args.n):
-        bench_one(label, model, task, ablation, args)
+    for label, model, task, ablation, sparsity, truth in workloads(args.only, args.n, args.sparsity):
+        bench_one(label, model, task, ablation, sparsity, truth, args)
         if args.warm_start:
-            warm_start(label, model, task, ablation, args)
+            warm_start(label, model, task, ablation, sparsity, args)
 
 
 if __name__ == "__main__":
