@@ -9,6 +9,8 @@ model's forward for every candidate, so a change there shows up here.
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Callable
 
 import torch
@@ -17,6 +19,16 @@ from torch import Tensor
 from ..checkpoint import gathered
 from ..model import CorruptCache, MaskedTransformer, _norm
 from ..tasks.base import TaskData
+
+log = logging.getLogger(__name__)
+
+
+def _heads(model: MaskedTransformer, blk: torch.nn.Module, x: Tensor, rope: tuple | None) -> Tensor:
+    """The model's per-head attention on stacked q/k/v reader inputs (both private signatures it has had)."""
+    if len(inspect.signature(model._heads).parameters) == 3:
+        return model._heads(blk, x, rope)
+    h, kv = model.cfg.n_heads, model.cfg.kv_heads
+    return model._heads(blk, x[:h], x[h:h + kv], x[h + kv:], rope)
 
 
 def _mix(keep_cols: Tensor, delta: Tensor, base: Tensor) -> Tensor:
@@ -39,7 +51,7 @@ def batched_logits(model: MaskedTransformer, tokens: Tensor, keeps: Tensor, corr
     g, cfg = model.graph, model.cfg
     tokens = tokens.to(model.device)
     b, n = tokens.shape
-    d, n_c, h, kv = cfg.d_model, keeps.shape[0], cfg.n_heads, cfg.kv_heads
+    d, n_c, h = cfg.d_model, keeps.shape[0], cfg.n_heads
     keeps = keeps.to(model.device, model.dtype)
     delta = corrupt.outputs.neg().unsqueeze(0).repeat(n_c, 1, 1)  # rows become y - y~ as writers run
     emb = model._embed(tokens)
@@ -51,7 +63,7 @@ def batched_logits(model: MaskedTransformer, tokens: Tensor, keeps: Tensor, corr
             x = _mix(keeps[:, :start, cols], delta[:, :start], corrupt.resid[2 * layer])
             r = x.shape[1]
             x = _norm(x.view(n_c, r, b, n, d).transpose(0, 1).reshape(r, n_c * b, n, d), blk.ln1_w, blk.ln1_b, cfg)
-            heads = model._heads(blk, x[:h], x[h:h + kv], x[h + kv:], rope)
+            heads = _heads(model, blk, x, rope)
             delta[:, start:start + h] += heads.reshape(h, n_c, -1).transpose(0, 1)
             x = _mix(keeps[:, :start + h, m:m + 1], delta[:, :start + h], corrupt.resid[2 * layer + 1])
             delta[:, start + h] += model._mlp(blk, x.view(n_c * b, n, d)).reshape(n_c, -1)
@@ -72,6 +84,11 @@ def evaluate_keeps(model: MaskedTransformer, data: TaskData, keeps: Tensor, corr
     step = chunk_size(model, data, budget_mb)
     out = []
     for s in range(0, keeps.shape[0], step):
-        logits = batched_logits(model, data.clean, keeps[s:s + step], corrupt, data.positions)
+        try:
+            logits = batched_logits(model, data.clean, keeps[s:s + step], corrupt, data.positions)
+        except (TypeError, AttributeError, RuntimeError) as e:  # the model's private pieces changed shape
+            log.warning("batched forward unavailable (%s); evaluating gate settings one by one", e)
+            with torch.no_grad():
+                logits = [model(data.clean, k, corrupt, data.positions) for k in keeps[s:s + step].to(model.dtype)]
         out += [fn(lg) for lg in logits]
     return torch.stack(out)

@@ -35,12 +35,21 @@ def batches(data: TaskData, batch_size: int) -> Iterator[TaskData]:
 
 
 def metric_name(task: Task) -> str:
-    """The continuous metric scored for `task`: its own; the answer log-probability for accuracy tasks
-    (accuracy is a step function: no gradient, partial effects hidden); the first output averaged over the
-    scored positions for numeric tasks (loss "mse", e.g. Tracr's xproportion)."""
-    if task.loss == "mse":
-        return "output_mean"
-    return "answer_logprob" if task.metric == "accuracy" else task.metric
+    """The continuous metric scored for `task`. Its own metric, except: accuracy (a step function, no
+    gradient) becomes the answer's log-probability, or for read-out models trained with squared error
+    (`task.loss == "mse"`, e.g. Tracr) the answer's output value; other squared-error tasks (numeric
+    outputs) use the first output averaged over the scored positions."""
+    if task.metric == "accuracy":
+        return "answer_value" if task.loss == "mse" else "answer_logprob"
+    return "output_mean" if task.loss == "mse" else task.metric
+
+
+def _answer_mean(values: Tensor, data: TaskData) -> Tensor:
+    """values [B, K, V] -> the answer's entry averaged over the valid positions, [B]."""
+    answers = data.answers.to(values.device)
+    got = values.gather(-1, answers.clamp(min=0)[..., None])[..., 0]
+    v = (answers >= 0).to(got)
+    return (got * v).sum(-1) / v.sum(-1).clamp(min=1)
 
 
 def task_metric(task: Task, logits: Tensor, data: TaskData) -> Tensor:
@@ -49,12 +58,10 @@ def task_metric(task: Task, logits: Tensor, data: TaskData) -> Tensor:
     if name == "output_mean":
         v = (data.positions >= 0).to(logits.device, torch.float32)
         return (logits[..., 0].float() * v).sum(-1) / v.sum(-1).clamp(min=1)
+    if name == "answer_value":
+        return _answer_mean(logits.float(), data)
     if name == "answer_logprob":
-        lp = torch.log_softmax(logits.float(), dim=-1)
-        valid = data.answers >= 0
-        got = lp.gather(-1, data.answers.clamp(min=0).to(lp.device)[..., None])[..., 0]
-        v = valid.to(got)
-        return (got * v).sum(-1) / v.sum(-1).clamp(min=1)
+        return _answer_mean(torch.log_softmax(logits.float(), dim=-1), data)
     return METRICS[name](logits[:, 0], data.good.to(logits.device), data.bad.to(logits.device))
 
 
