@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from .config import ModelConfig
+from .graph import EdgeGraph
 from .llama import convert_llama
 from .model import MaskedTransformer
 from .runtime import resolve_device
@@ -151,24 +152,34 @@ def load_model(name: str, device: str | torch.device | None = None, dtype: torch
     cfg, state = CONVERTERS[kind](hf, _read_state(folder))
     if split_embeddings:
         cfg = ModelConfig(**{**cfg.to_dict(), "split_embeddings": True})
-    model = build(cfg, state)
-    model.name = name
-    model.tokenizer = _tokenizer(folder)
-    model.checkpoint_layers = checkpoint_layers
     dev = resolve_device(device)
     if dtype is None:
         dtype = torch.float32 if dev.type == "cpu" else torch.bfloat16
-    return model.to(device=dev, dtype=dtype)
+    model = build(cfg, state, dev, dtype)
+    model.name = name
+    model.tokenizer = _tokenizer(folder)
+    model.checkpoint_layers = checkpoint_layers
+    return model
 
 
-def build(cfg: ModelConfig, state: dict[str, Tensor]) -> MaskedTransformer:
-    """A frozen MaskedTransformer with `state` loaded (shapes checked, nothing missing or extra)."""
-    model = MaskedTransformer(cfg)
+def build(cfg: ModelConfig, state: dict[str, Tensor], device: torch.device | str = "cpu",
+          dtype: torch.dtype = torch.float32) -> MaskedTransformer:
+    """A frozen MaskedTransformer with `state` loaded (shapes checked, nothing missing or extra).
+
+    Parameters are created on the meta device and each checkpoint tensor is moved to `device` in
+    `dtype` once: a 13B model never exists in fp32 on the host (peak host memory ~ the checkpoint).
+    """
+    graph = EdgeGraph(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.split_embeddings)
+    with torch.device("meta"):
+        model = MaskedTransformer(cfg, graph)
     own = model.state_dict()
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or extra:
         raise ValueError(f"weights do not fit the architecture: missing {missing[:5]}, unexpected {extra[:5]}")
     for k, v in state.items():
         _expect(v, tuple(own[k].shape), k)
-    model.load_state_dict({k: v.float().contiguous() for k, v in state.items()})
+    # a copy per parameter (converters may reuse one tensor, e.g. zero biases; FSDP needs them distinct);
+    # the float32 hop makes the values bit-identical to loading in fp32 and then casting
+    tensors = {k: v.to(device, torch.float32, copy=True).to(dtype).contiguous() for k, v in state.items()}
+    model.load_state_dict(tensors, assign=True)
     return model.eval().requires_grad_(False)
