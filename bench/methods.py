@@ -40,7 +40,8 @@ def workloads(only: str | None, n: int, sparsity: float):  # noqa: ANN201
             continue
         model = load_model(name, device="cpu")
         log = folder / "train_log.json"
-        tasks = json.loads(log.read_text()).get("tasks") if log.is_file() else None
+        info = json.loads(log.read_text()) if log.is_file() else {}
+        tasks = info.get("tasks") or (info.get("recipe") or {}).get("tasks")
         tasks = tasks or next((t for k, t in TASKS_OF.items() if name.startswith(k)), [])
         for t in tasks:
             task = get_task(t, model.tokenizer, n=n, n_ctx=model.cfg.n_ctx, bos_id=model.bos_id)

@@ -34,7 +34,7 @@ class EAPConfig:
     batch_size: int = 16          # examples per forward/backward
     metric: Literal["task", "kl"] = "task"  # "task": the task metric; "kl": -KL(full || circuit)
     ablation: Literal["interchange", "zero", "mean"] = "interchange"
-    sparsity: float = 0.95        # the returned circuit keeps the top (1 - sparsity) of edges by |score|
+    sparsity: float = 0.9         # the returned circuit keeps the top (1 - sparsity) of edges by |score|
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

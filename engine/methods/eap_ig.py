@@ -40,7 +40,7 @@ class EAPIGConfig:
     batch_size: int = 16
     metric: Literal["task", "kl"] = "task"  # "task": the task metric; "kl": -KL(full || circuit)
     ablation: Literal["interchange", "zero", "mean"] = "interchange"
-    sparsity: float = 0.95        # the returned circuit keeps the top (1 - sparsity) of edges by |score|
+    sparsity: float = 0.9         # the returned circuit keeps the top (1 - sparsity) of edges by |score|
 
     def __post_init__(self) -> None:
         if self.steps < 1:

@@ -17,7 +17,7 @@ class RandomConfig:
     """A seeded random ranking of the edges."""
 
     seed: int = 0
-    sparsity: float = 0.95        # the returned circuit keeps the top (1 - sparsity) of edges
+    sparsity: float = 0.5         # the returned circuit keeps the top (1 - sparsity) of edges
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sparsity < 1.0:
