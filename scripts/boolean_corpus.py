@@ -17,8 +17,9 @@ import torch
 
 from engine.tasks.boolean import evaluate, running_values, sample_expression
 from engine.tasks.sampling import load_data
+from heldout import is_heldout
 
-P_INSTRUCTION = 0.35      # share of instruction-style batches
+P_INSTRUCTION = 0.35      # default share of instruction-style batches
 DEMO_COUNTS = (1, 2, 3, 3, 4)  # few-shot sequences draw their number of demos from this
 CURRICULUM_END = 0.3      # share of the run after which queries use the full 3-6 literals
 P_OFFSET = 0.5            # share of sequences at a random position offset
@@ -34,29 +35,36 @@ def _expression_words(words: list[str], answer_slot: bool) -> tuple[list[str], l
     return out, labels
 
 
+def _trainable(rng: random.Random, answer: bool, n_literals: tuple[int, int] | None = None) -> list[str]:
+    """A random expression that is not held out (scripts/heldout.py) for testing."""
+    while is_heldout("boolean", " ".join(words := sample_expression(rng, answer, n_literals))):
+        pass
+    return words
+
+
 def boolean_sequence(rng: random.Random, progress: float, is_instruction: bool) -> tuple[list[str], list[str | None]]:
     """One training sequence as words, with the target word (or None) after each word."""
     cfg = load_data("boolean")
     lo, hi = cfg["n_literals"]
     query_hi = min(hi, lo + int((hi - lo + 1) * progress / CURRICULUM_END))
-    query = sample_expression(rng, rng.random() < 0.5, (lo, query_hi))
+    query = _trainable(rng, rng.random() < 0.5, (lo, query_hi))
     if is_instruction:
         words = cfg["instruction"].split()
         labels: list[str | None] = [None] * len(words)
     else:
         words, labels = [], []
         for _ in range(rng.choice(DEMO_COUNTS)):
-            w, lab = _expression_words(sample_expression(rng, rng.random() < 0.5), answer_slot=True)
+            w, lab = _expression_words(_trainable(rng, rng.random() < 0.5), answer_slot=True)
             words, labels = words + w, labels + lab
     w, lab = _expression_words(query, answer_slot=False)
     return words + w, labels + lab
 
 
-def boolean_batch(tok, batch: int, rng: random.Random, progress: float,
-                  n_ctx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def boolean_batch(tok, batch: int, rng: random.Random, progress: float, n_ctx: int,
+                  p_instruction: float = P_INSTRUCTION) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(input ids [batch, len], labels [batch, len] with -100 = ignored, position ids [batch, len])."""
     vocab = tok.get_vocab()
-    is_instruction = rng.random() < P_INSTRUCTION  # one style per batch: less padding
+    is_instruction = rng.random() < p_instruction  # one style per batch: less padding
     rows = [boolean_sequence(rng, progress, is_instruction) for _ in range(batch)]
     width = max(len(w) for w, _ in rows)
     assert width <= n_ctx, f"a sequence of {width} words does not fit in {n_ctx} positions"

@@ -18,7 +18,6 @@ import math
 import random
 import sys
 import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from boolean_corpus import boolean_batch  # noqa: E402
+from heldout import is_heldout  # noqa: E402
 from word_tokenizer import build_tokenizer, corpus_words, save_tokenizer  # noqa: E402
 
 from engine.tasks import TASKS, sample_texts  # noqa: E402
@@ -36,7 +36,6 @@ from engine.tasks.sampling import sample_examples  # noqa: E402
 
 ANSWER_WEIGHT = 5.0  # the answer token counts this many times in the full next-token loss
 EVAL_SEED = 10_000  # validation during training; the shipped test numbers use EVAL_SEED + 1
-N_TEST = 1000      # held-out test prompts per task
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,8 @@ class Recipe:
     eval_every: int = 250
     stop_at: float = 0.99        # stop early once every task's validation accuracy reaches this
     boolean: bool = False        # use the Boolean corpus (answer slots + dense running-value targets)
+    p_instruction: float = 0.35  # Boolean corpus: share of instruction-style batches (the rest few-shot)
+    n_test: int = 1000           # held-out test prompts per task
 
 
 RECIPES = {
@@ -63,7 +64,12 @@ RECIPES = {
     "greater-than-2l": Recipe(tasks=("greater_than",)),
     "pronoun-2l": Recipe(tasks=("gendered_pronoun",), steps=800),
     "boolean-4l": Recipe(tasks=("boolean_instruction", "boolean_fewshot"), n_layers=4, n_ctx=160, steps=10**9,
-                         batch=32, lr=2e-3, warmup=150, minutes=50, eval_every=500, stop_at=0.98, boolean=True),
+                         batch=32, lr=2e-3, warmup=150, minutes=50, eval_every=500, stop_at=0.98, boolean=True,
+                         n_test=400),
+    # the same with more few-shot batches; trained alongside boolean-4l, the better of the two is shipped
+    "boolean-4l-fs": Recipe(tasks=("boolean_instruction", "boolean_fewshot"), n_layers=4, n_ctx=160, steps=10**9,
+                            batch=32, lr=2e-3, warmup=150, minutes=50, eval_every=500, stop_at=0.98, boolean=True,
+                            n_test=400, p_instruction=0.2),
 }
 
 
@@ -75,8 +81,9 @@ def lm_batch(tok, tasks: tuple[str, ...], batch: int, rng: random.Random) -> tup
     """
     rows = []
     while len(rows) < batch:
-        ex = sample_texts(rng.choice(tasks), 1, seed=rng.getrandbits(32))[0]
-        if is_heldout(ex.clean):
+        task = rng.choice(tasks)
+        ex = sample_texts(task, 1, seed=rng.getrandbits(32))[0]
+        if is_heldout(task, ex.clean):
             continue
         prompt = ([tok.bos_token_id] if rng.random() < 0.5 else []) + tok.encode(ex.clean, add_special_tokens=False)
         rows.append((prompt + tok.encode(ex.answer, add_special_tokens=False), len(prompt)))
@@ -89,11 +96,6 @@ def lm_batch(tok, tasks: tuple[str, ...], batch: int, rng: random.Random) -> tup
         labels[i, : len(r) - 1] = torch.tensor(r[1:])
         weights[i, n_prompt - 1] = ANSWER_WEIGHT
     return ids, labels, weights
-
-
-def is_heldout(prompt: str) -> bool:
-    """One prompt in ten (by CRC-32 of its text) is kept out of training; test accuracy is measured on those."""
-    return zlib.crc32(prompt.encode("utf-8")) % 10 == 0
 
 
 def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -110,7 +112,7 @@ def heldout_data(tok, name: str, n: int, seed: int, n_ctx: int) -> TaskData:
     sample = TASKS[name].sample
 
     def draw(rng: random.Random) -> Example:
-        while not is_heldout((ex := sample(rng)).clean):
+        while not is_heldout(name, (ex := sample(rng)).clean):
             pass
         return ex
 
@@ -143,7 +145,7 @@ def lr_at(step: int, r: Recipe, progress: float) -> float:
 def train_step(model, opt, tok, r: Recipe, rng: random.Random, progress: float) -> torch.Tensor:
     """One optimiser step on a fresh batch; returns the loss."""
     if r.boolean:
-        ids, labels, pos = boolean_batch(tok, r.batch, rng, progress, r.n_ctx)
+        ids, labels, pos = boolean_batch(tok, r.batch, rng, progress, r.n_ctx, r.p_instruction)
         loss = model(input_ids=ids, labels=labels, position_ids=pos).loss
     else:
         ids, labels, weights = lm_batch(tok, r.tasks, r.batch, rng)
@@ -202,12 +204,12 @@ def _finish(name: str, r: Recipe, model, tok, out: Path, seconds: tuple[float, f
     """Save the model and its log with test accuracy on a fresh split."""
     model.eval()
     model.save_pretrained(str(out))
-    test = {t: task_accuracy(model, tok, t, N_TEST, EVAL_SEED + 1) for t in r.tasks}
+    test = {t: task_accuracy(model, tok, t, r.n_test, EVAL_SEED + 1) for t in r.tasks}
     log = {"model": name, "command": " ".join(["python", *sys.argv]), "seed": seed, "train_seconds": round(seconds[0], 1),
            "train_cpu_seconds": round(seconds[1], 1),
            "steps": steps, "threads": torch.get_num_threads(), "recipe": asdict(r),
            "n_params": sum(p.numel() for p in model.parameters()),
-           "test_set": f"{N_TEST} held-out prompts (crc32 % 10 == 0), seed {EVAL_SEED + 1}",
+           "test_set": f"{r.n_test} held-out prompts (scripts/heldout.py), seed {EVAL_SEED + 1}",
            "test_accuracy": test, "history": history}
     (out / "train_log.json").write_text(json.dumps(log, indent=1))
     return log
@@ -219,11 +221,11 @@ def evaluate_saved(path: Path, r: Recipe) -> dict[str, float]:
 
     model = GPT2LMHeadModel.from_pretrained(str(path), local_files_only=True).eval()
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    test = {t: task_accuracy(model, tok, t, N_TEST, EVAL_SEED + 1) for t in r.tasks}
+    test = {t: task_accuracy(model, tok, t, r.n_test, EVAL_SEED + 1) for t in r.tasks}
     log_path = path / "train_log.json"
     if log_path.exists():
         log = json.loads(log_path.read_text())
-        log.update(test_accuracy=test, test_set=f"{N_TEST} held-out prompts (crc32 % 10 == 0), seed {EVAL_SEED + 1}")
+        log.update(test_accuracy=test, test_set=f"{r.n_test} held-out prompts (scripts/heldout.py), seed {EVAL_SEED + 1}")
         log_path.write_text(json.dumps(log, indent=1))
     return test
 

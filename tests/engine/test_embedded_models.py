@@ -1,0 +1,80 @@
+"""The embedded models in assets/models load offline with transformers and reach their test accuracy."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.tasks import TASKS
+from engine.tasks.base import tokenize
+from engine.tasks.sampling import sample_examples
+
+MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
+SLOW = pytest.mark.slow  # Boolean prompts take ~10 draws each to find held-out ones: ~20 s per task
+TARGETS = [("ioi-2l", "ioi", 0.95), ("ioi-2l", "ioi_t1", 0.95), ("greater-than-2l", "greater_than", 0.95),
+           ("pronoun-2l", "gendered_pronoun", 0.95),
+           pytest.param("boolean-4l", "boolean_instruction", 0.85, marks=SLOW),
+           pytest.param("boolean-4l", "boolean_fewshot", 0.85, marks=SLOW)]
+MODEL_NAMES = ["ioi-2l", "greater-than-2l", "pronoun-2l", "boolean-4l"]
+N_TEST = 200
+SEED = 20_000  # not a seed the training script uses
+
+
+def _heldout_rule():
+    """scripts/heldout.py: the prompts the training script never trains on (one in ten)."""
+    spec = importlib.util.spec_from_file_location("heldout", MODELS.parents[1] / "scripts" / "heldout.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.is_heldout
+
+
+def _load(name: str):
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    path = MODELS / name
+    if not (path / "config.json").exists():
+        pytest.fail(f"embedded model {name} is missing from {path}")
+    return (GPT2LMHeadModel.from_pretrained(str(path), local_files_only=True).eval(),
+            AutoTokenizer.from_pretrained(str(path), local_files_only=True))
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.mark.parametrize(("model_name", "task", "target"), TARGETS)
+@torch.no_grad()
+def test_embedded_model_reaches_target_accuracy(model_name, task, target):
+    model, tok = _load(model_name)
+    sample, is_heldout = TASKS[task].sample, _heldout_rule()
+
+    def draw(rng: random.Random):
+        while not is_heldout(task, (ex := sample(rng)).clean):
+            pass
+        return ex
+
+    data, problems = tokenize(sample_examples(draw, tok, N_TEST, SEED), tok, model.config.n_positions)
+    assert not problems
+    logits = model(data.clean).logits[torch.arange(len(data)), data.positions[:, 0]]  # [N, vocab]
+    good = logits.gather(1, data.good.clamp(min=0)).masked_fill(data.good < 0, -1e9).amax(1)
+    bad = logits.gather(1, data.bad.clamp(min=0)).masked_fill(data.bad < 0, -1e9).amax(1)
+    accuracy = (good > bad).float().mean().item()
+    assert accuracy >= target, f"{model_name} on {task}: {accuracy:.3f} < {target}"
+
+
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_embedded_model_is_small_and_word_level(model_name):
+    model, tok = _load(model_name)
+    size = sum(f.stat().st_size for f in (MODELS / model_name).iterdir())
+    assert size < 8 * 2**20, f"{model_name} is {size / 2**20:.1f} MB"
+    assert len(tok.encode(" Mary", add_special_tokens=False)) == 1
+    prompt, answer = "So Evan is a really great friend, isn't", " he"
+    ids = tok.encode(prompt + answer, add_special_tokens=False)
+    assert ids == tok.encode(prompt, add_special_tokens=False) + tok.encode(answer, add_special_tokens=False)
+    assert tok.decode(ids) == prompt + answer
