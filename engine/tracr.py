@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from .circuit import Circuit
-from .config import ModelConfig
+from .config import ModelConfig, PruneConfig
 from .graph import EdgeGraph
 from .model import MaskedTransformer
 from .tasks.base import Task
@@ -28,6 +28,14 @@ from .weights import build
 
 TRACR_ASSETS = Path(__file__).resolve().parent.parent / "assets" / "tracr"
 _ZERO = 1e-9  # tracr weights are exact zeros or O(1..100); anything above this is a real read/write
+
+TRACR_PRUNE = PruneConfig(n_steps=1000, batch_size=16, edge_sparsity=1.02, lr_gates=0.05, lr_lambdas=0.002,
+                          init_log_alpha=3.0, ablation="zero")
+"""Edge Pruning settings that recover the shipped programs' circuits from every tested seed. Zero ablation,
+as the authors' Tracr runs (with same-length interchange, position and the constant directions would come
+for free). Gates start at log_alpha 3, not 10: from 10 they all fall together with no signal from the
+outputs (the sampled gates stay clamped at 1) and overshoot into a broken circuit that tracr's step-like
+MLPs give no gradient to repair. Slow multipliers for the same reason."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +192,6 @@ def tracr_models() -> dict[str, Path]:
     return {p.name: p for p in sorted(TRACR_ASSETS.iterdir()) if (p / "config.json").is_file()}
 
 
-
 def load_tracr_model(name: str, split_embeddings: bool = False) -> tuple[MaskedTransformer, dict]:
     """The shipped model `name` and its config.json (program, vocabulary, labels, output kind)."""
     models = tracr_models()
@@ -208,6 +215,9 @@ def load_ground_truth(name: str, graph: EdgeGraph, which: str = "derived", ablat
     which: "derived" (every edge from a writer into a subspace its reader reads) or "necessary"
     (those whose single ablation, `ablation` = "zero" or "interchange", changes some output).
     """
+    if which not in ("derived", "necessary") or ablation not in ("zero", "interchange"):
+        raise ValueError(f"which={which!r}, ablation={ablation!r}; choose which from ['derived', 'necessary'] "
+                         "and ablation from ['interchange', 'zero']")
     data = json.loads((tracr_models()[name] / "ground_truth.json").read_text())
     entry = data["split" if graph.split_embeddings else "default"]
     edges = entry["derived"] if which == "derived" else entry["necessary"][ablation]

@@ -15,8 +15,8 @@ import torch
 from engine.circuit import Circuit
 from engine.config import PruneConfig
 from engine.tasks.tracr import circuit_outputs, mismatches
-from engine.tracr import (TRACR_ASSETS, derived_circuit, from_tracr, load_ground_truth, load_reference, load_tracr,
-                          tracr_models)
+from engine.tracr import (TRACR_ASSETS, TRACR_PRUNE, derived_circuit, from_tracr, load_ground_truth, load_reference,
+                          load_tracr, tracr_models)
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = ("reverse", "xproportion", "hist")
@@ -24,11 +24,6 @@ PROGRAMS = ("reverse", "xproportion", "hist")
 COUNTS = {("reverse", False): (13, 10), ("reverse", True): (15, 11),
           ("xproportion", False): (5, 5), ("xproportion", True): (7, 5),
           ("hist", False): (6, 6), ("hist", True): (6, 6)}
-# Recovery settings: zero ablation as the authors' Tracr runs; squared error on the output read-out
-# (tracr's categorical "logits" are 0/1 residual values, too flat for KL); slow gate and multiplier
-# learning rates so the gates do not all fall together before the outputs can hold the necessary ones.
-RECOVERY = PruneConfig(n_steps=1000, batch_size=16, edge_sparsity=1.02, lr_gates=0.05, lr_lambdas=0.002,
-                       ablation="zero")
 
 
 def _categorical(name: str) -> bool:
@@ -153,10 +148,9 @@ def test_from_tracr_matches_tracr_on_every_input(name: str):
 
 
 # ---------------------------------------------------------------- Edge Pruning recovers the ground truth
-def _recover(name: str, split: bool, seed: int, cfg: PruneConfig = RECOVERY) -> tuple[Circuit, Circuit, Circuit]:
+def _recover(name: str, split: bool, seed: int, cfg: PruneConfig = TRACR_PRUNE) -> tuple[Circuit, Circuit, Circuit]:
     from engine.prune import prune
     model, truth, task = load_tracr(name, split_embeddings=split)
-    task = replace(task, loss="mse")
     found, _ = prune(model, task, replace(cfg, seed=seed))
     necessary = load_ground_truth(name, model.graph, "necessary", "zero")
     assert mismatches(model, found, load_reference(name), _categorical(name), ablation="zero") == 0
@@ -171,7 +165,7 @@ def _check(found: Circuit, truth: Circuit, necessary: Circuit) -> None:
 
 
 def test_edge_pruning_recovers_xproportion():
-    _check(*_recover("xproportion", False, 0, replace(RECOVERY, n_steps=300)))
+    _check(*_recover("xproportion", False, 0, replace(TRACR_PRUNE, n_steps=300)))
 
 
 @pytest.mark.slow
