@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SHAPES = {"gpt2-small": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
           "tiny": dict(n_layer=2, n_head=4, n_embd=128, vocab_size=512, n_positions=64)}
 SEQ = 20
+CLOCK = time.perf_counter  # --cpu-time: process CPU seconds, robust when other jobs share the cores
 
 
 def _rss_mb() -> float:
@@ -85,11 +86,11 @@ def run_plain(shape: str, batch: int, steps: int, device: str) -> dict:
     step()
     model.zero_grad(set_to_none=True)
     base = _peak_start(device)
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     for _ in range(steps):
         step()
     _sync(device)
-    return {"s_per_step": (time.perf_counter() - t0) / steps, "peak_mb": _peak_end(device, base)}
+    return {"s_per_step": (CLOCK() - t0) / steps, "peak_mb": _peak_end(device, base)}
 
 
 def _task(shape: str, batch: int):
@@ -119,7 +120,7 @@ def run_prune(shape: str, batch: int, steps: int, device: str) -> dict:
     base = _peak_start(device)
     times = []
     cfg = PruneConfig(n_steps=steps, batch_size=batch, cache_budget_mb=0)
-    _, log = prune(model, task, cfg, on_step=lambda s: times.append(time.perf_counter()) and None)
+    _, log = prune(model, task, cfg, on_step=lambda s: times.append(CLOCK()) and None)
     _sync(device)
     per = (times[-1] - times[0]) / max(len(times) - 1, 1) if len(times) > 1 else log.elapsed_s
     return {"s_per_step": per, "peak_mb": _peak_end(device, base)}
@@ -131,7 +132,8 @@ def child(kind: str, shape: str, batch: int, steps: int, device: str) -> None:
 
 
 def measure(kind: str, shape: str, batch: int, steps: int, device: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, shape, str(batch), str(steps), device],
+    threads = ["--threads", str(torch.get_num_threads())] + (["--cpu-time"] if CLOCK is time.process_time else [])
+    out = subprocess.run([sys.executable, __file__, *threads, "--child", kind, shape, str(batch), str(steps), device],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -142,14 +144,22 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--shapes", default="gpt2-small,tiny")
     ap.add_argument("--batches", default="8,32")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--cpu-time", action="store_true", help="time with process CPU seconds (use with --threads 1)")
     ap.add_argument("--child", nargs=5)
     args = ap.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.process_time
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         kind, shape, batch, steps, device = args.child
         return child(kind, shape, int(batch), int(steps), device)
     dev = args.device
     name = torch.cuda.get_device_name() if dev == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; torch {torch.__version__}; fp32; {SEQ} tokens; {args.steps} timed steps\n")
+    clock = "process CPU time" if args.cpu_time else "wall-clock"
+    print(f"device: {name}; torch {torch.__version__}; fp32; {SEQ} tokens; {args.steps} timed steps; {clock}\n")
     print("| shape | batch | plain fwd+bwd s | prune step s | time ratio | plain peak MB | prune peak MB | memory ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for shape in args.shapes.split(","):

@@ -184,10 +184,20 @@ class MaskedTransformer(nn.Module):
         ang = torch.cat((ang, ang), dim=-1)
         return ang.cos().to(self.dtype), ang.sin().to(self.dtype)
 
-    def _heads(self, blk: nn.Module, q_in: Tensor, k_in: Tensor, v_in: Tensor, rope: tuple | None) -> Tensor:
-        """Per-head outputs [n_heads, batch, pos, d_model] from normed q/k/v inputs [heads, batch, pos, d_model]."""
-        _, b, n, d = q_in.shape
-        q, k, v = _proj(q_in, blk.W_Q, blk.b_Q), _proj(k_in, blk.W_K, blk.b_K), _proj(v_in, blk.W_V, blk.b_V)
+    def _heads(self, blk: nn.Module, x: Tensor, rope: tuple | None) -> Tensor:
+        """Per-head outputs [n_heads, batch, pos, d_model] from normed attention inputs.
+
+        x: [1, batch, pos, d_model] (every reader sees the same input: the plain model) or
+           [n_heads + 2 * kv_heads, batch, pos, d_model] (one input per q, k and v reader).
+        """
+        _, b, n, d = x.shape
+        h, kv = self.cfg.n_heads, self.cfg.kv_heads
+        if x.shape[0] == 1:
+            q, k, v = _proj(x, blk.W_Q, blk.b_Q), _proj(x, blk.W_K, blk.b_K), _proj(x, blk.W_V, blk.b_V)
+        else:  # one batched product; splitting the small outputs (not the inputs) keeps backward copy-free
+            w = torch.cat((blk.W_Q, blk.W_K, blk.W_V))
+            bias = torch.cat((blk.b_Q, blk.b_K, blk.b_V))
+            q, k, v = _proj(x, w, bias).split((h, kv, kv), dim=1)
         if rope is not None:
             q, k = _rotary(q, *rope), _rotary(k, *rope)
         z = F.scaled_dot_product_attention(q, k, v, is_causal=self.cfg.is_causal, scale=self.cfg.attn_scale,
@@ -220,7 +230,7 @@ class MaskedTransformer(nn.Module):
             snaps.append(resid)
             with gathered(blk):
                 x = _norm(resid, blk.ln1_w, blk.ln1_b, self.cfg)[None]
-                heads = self._heads(blk, x, x, x, rope)
+                heads = self._heads(blk, x, rope)
                 resid = resid + heads.sum(0) + blk.b_O
                 snaps.append(resid)
                 mlp = self._mlp(blk, resid)
@@ -280,10 +290,10 @@ class MaskedTransformer(nn.Module):
                k_attn: Tensor, k_mlp: Tensor, token: Tensor, add: bool = True) -> Tensor:
         """One masked layer: mix its attention readers, write its heads, mix its MLP reader, write the MLP."""
         blk, cfg, (b, n) = self.blocks[layer], self.cfg, corrupt.shape
-        n_src, h, kv, d = self.graph.n_src_before(layer), cfg.n_heads, cfg.kv_heads, cfg.d_model
+        n_src, h, d = self.graph.n_src_before(layer), cfg.n_heads, cfg.d_model
         x = _Mix.apply(k_attn, token, corrupt.resid[2 * layer], buf, n_src, None)
         x = _norm(x.view(-1, b, n, d), blk.ln1_w, blk.ln1_b, cfg)
-        heads = self._heads(blk, x[:h], x[h:h + kv], x[h + kv:], rope)
+        heads = self._heads(blk, x, rope)
         token = _Write.apply(heads, token, buf, n_src, add)
         x = _Mix.apply(k_mlp, token, corrupt.resid[2 * layer + 1], buf, n_src + h, None)
         return _Write.apply(self._mlp(blk, x.view(b, n, d))[None], token, buf, n_src + h, add)
