@@ -52,49 +52,66 @@ def prune_curves(steps: Sequence[Any]) -> go.Figure:
     return _layout(fig, "")
 
 
-def faithfulness_curve(points: Sequence[Any], current: Any | None = None, full: Any | None = None) -> go.Figure:
-    """KL and the task metric of the circuit against its edge count, the current threshold marked.
+def faithfulness_spec(points: Sequence[Any], current: Any | None = None, full_metric: float | None = None) -> dict:
+    """Vega-Lite: KL and the task metric against circuit size (log x), the current threshold marked.
+
+    Vega-Lite rather than plotly because the Circuit page redraws this while measurements arrive:
+    a small JSON spec costs ~1 ms, a plotly figure ~100 ms, and that time would delay the slider.
+    Its action menu saves PNG and SVG.
 
     Args:
-        points: EvalResult-like (n_edges, sparsity, kl, metric, metric_name).
-        current: the EvalResult at the current threshold (a red marker), or None.
-        full: the full model's EvalResult (a dotted metric line), or None.
+        points: EvalResult-like (n_edges, kl, metric, metric_name).
+        current: the EvalResult at the current threshold, or None.
+        full_metric: the full model's task metric (a dotted rule), or None.
 
     Returns:
-        Traces: KL, metric, [current KL, current metric], [full-model metric].
+        A spec with two panels (KL, metric); each has a line layer, plus a point layer when `current` is given.
     """
     pts = sorted(points, key=lambda p: p.n_edges)
     name = pts[0].metric_name if pts else (current.metric_name if current else "metric")
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=[p.n_edges for p in pts], y=[p.kl for p in pts], name="KL (nats)", mode="lines+markers",
-                             line={"color": theme.CHART_COLORS["kl"]}), secondary_y=False)
-    fig.add_trace(go.Scatter(x=[p.n_edges for p in pts], y=[p.metric for p in pts], name=name, mode="lines+markers",
-                             line={"color": theme.CHART_COLORS["circuit"]}), secondary_y=True)
-    if current is not None:
-        fig.add_trace(go.Scatter(x=[current.n_edges], y=[current.kl], name="this threshold (KL)", mode="markers",
-                                 marker={"color": theme.CHART_COLORS["current"], "size": 13, "symbol": "x"}),
-                      secondary_y=False)
-        fig.add_trace(go.Scatter(x=[current.n_edges], y=[current.metric], name=f"this threshold ({name})",
-                                 mode="markers", marker={"color": theme.CHART_COLORS["current"], "size": 13}),
-                      secondary_y=True)
-    if full is not None and pts:
-        xs = [pts[0].n_edges, max(pts[-1].n_edges, full.n_edges)]
-        fig.add_trace(go.Scatter(x=xs, y=[full.metric] * 2, name=f"full model ({name})", mode="lines",
-                                 line={"color": theme.CHART_COLORS["full"], "dash": "dot"}), secondary_y=True)
-    fig.update_xaxes(title_text="edges in circuit", type="log")
-    fig.update_yaxes(title_text="KL (nats)", secondary_y=False)
-    fig.update_yaxes(title_text=name, secondary_y=True)
-    return _layout(fig, "Faithfulness vs circuit size")
+    rows = [{"edges": max(p.n_edges, 1), "KL (nats)": p.kl, name: p.metric} for p in pts]
+    now = [{"edges": max(current.n_edges, 1), "KL (nats)": current.kl, name: current.metric}] if current else []
+
+    def panel(field: str, color: str, rule: float | None) -> dict:
+        x = {"field": "edges", "type": "quantitative", "scale": {"type": "log"}, "title": "edges in circuit"}
+        layers = [{"data": {"values": rows}, "mark": {"type": "line", "point": True, "color": color},
+                   "encoding": {"x": x, "y": {"field": field, "type": "quantitative"},
+                                "tooltip": [{"field": "edges"}, {"field": field, "format": ".4f"}]}}]
+        if now:
+            layers.append({"data": {"values": now}, "mark": {"type": "point", "shape": "cross", "size": 250,
+                                                             "color": theme.CHART_COLORS["current"], "filled": True},
+                           "encoding": {"x": x, "y": {"field": field, "type": "quantitative"}}})
+        if rule is not None:
+            layers.append({"data": {"values": [{"full": rule}]}, "mark": {"type": "rule", "strokeDash": [4, 4],
+                                                                         "color": theme.CHART_COLORS["full"]},
+                           "encoding": {"y": {"field": "full", "type": "quantitative"}}})
+        return {"title": field, "width": 320, "height": 220, "layer": layers}
+
+    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+            "title": "Faithfulness vs circuit size (× = this threshold; dotted = full model)",
+            "hconcat": [panel("KL (nats)", theme.CHART_COLORS["kl"], None),
+                        panel(name, theme.CHART_COLORS["circuit"], full_metric)]}
 
 
-def score_histogram(scores: Sequence[float], threshold: float | None = None) -> go.Figure:
-    """Distribution of edge scores; the threshold as a vertical line. One trace."""
-    fig = go.Figure(go.Histogram(x=list(scores), nbinsx=50, name="edges", marker={"color": theme.CHART_COLORS["circuit"]}))
+def histogram_spec(scores: Sequence[float], threshold: float | None = None, bins: int = 50) -> dict:
+    """Vega-Lite histogram of edge scores (binned here, so the spec stays small), threshold as a rule."""
+    t = torch.tensor(list(scores), dtype=torch.float64)
+    lo, hi = (float(t.min()), float(t.max())) if t.numel() else (0.0, 1.0)
+    hi = hi if hi > lo else lo + 1.0
+    counts = torch.histc(t, bins=bins, min=lo, max=hi).tolist() if t.numel() else [0.0] * bins
+    w = (hi - lo) / bins
+    rows = [{"from": lo + i * w, "to": lo + (i + 1) * w, "edges": c} for i, c in enumerate(counts) if c > 0]
+    layers = [{"data": {"values": rows}, "mark": {"type": "bar", "color": theme.CHART_COLORS["circuit"]},
+               "encoding": {"x": {"field": "from", "type": "quantitative", "title": "edge score"},
+                            "x2": {"field": "to"},
+                            "y": {"field": "edges", "type": "quantitative", "scale": {"type": "symlog"}},
+                            "tooltip": [{"field": "from", "format": ".3f"}, {"field": "edges"}]}}]
     if threshold is not None:
-        fig.add_vline(x=threshold, line={"color": theme.CHART_COLORS["current"], "dash": "dash"})
-    fig.update_xaxes(title_text="edge score")
-    fig.update_yaxes(title_text="edges", type="log")
-    return _layout(fig, "Edge scores")
+        layers.append({"data": {"values": [{"t": threshold}]},
+                       "mark": {"type": "rule", "color": theme.CHART_COLORS["current"], "strokeDash": [4, 4]},
+                       "encoding": {"x": {"field": "t", "type": "quantitative"}}})
+    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "title": "Edge scores (dashed = threshold)",
+            "width": "container", "height": 200, "layer": layers}
 
 
 def hard_concrete(log_alpha: float, beta: float = masks.HC_BETA, n: int = 20000, seed: int = 0) -> go.Figure:

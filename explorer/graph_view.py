@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 import networkx as nx
 import torch
@@ -95,11 +94,24 @@ def to_nx(circuit: Circuit, include: str = "kept", max_edges: int | None = None)
     idx = sel.nonzero().tolist()
     active = set(circuit.nodes())
     _add_nodes(g, graph, active)
+    rank = ranks(circuit)
     for i, j in idx:
         src, reader = graph.src_names[i], graph.dst_names[j]
         g.add_edge(src, dst_node(reader), key=reader, id=f"{src}->{reader}", score=float(circuit.scores[i, j]),
-                   kept=bool(circuit.keep[i, j]), qkv=edge_kind(reader), reader=reader)
+                   rank=int(rank[i, j]), kept=bool(circuit.keep[i, j]), qkv=edge_kind(reader), reader=reader)
     return g
+
+
+def ranks(circuit: Circuit) -> torch.Tensor:
+    """long [n_src, n_dst]: each edge's place in Circuit.top_n's order (0 = best; ties by edge order).
+
+    A viewer that shows the edges with rank < n shows exactly `circuit.top_n(n)`, ties included.
+    """
+    ranked = circuit.scores.masked_fill(~circuit.graph.real_edges, float("-inf")).flatten()
+    order = torch.sort(ranked, descending=True, stable=True).indices
+    out = torch.empty_like(order)
+    out[order] = torch.arange(order.numel())
+    return out.view_as(circuit.scores)
 
 
 def compare_nx(circuits: Mapping[str, Circuit]) -> nx.MultiDiGraph:
@@ -156,13 +168,17 @@ def stats(circuit: Circuit) -> dict[str, float | int]:
             "live_nodes": len(live.nodes())}
 
 
-def select(circuit: Circuit, mode: str, value: float) -> tuple[Circuit, float]:
-    """Apply a threshold control. mode: "score" (keep score >= value), "edges" (keep `value` edges),
-    "sparsity" (share of edges removed). Returns the selection and the score threshold that shows it.
+def select(circuit: Circuit, mode: str, value: float) -> tuple[Circuit, dict]:
+    """Apply a threshold control: "score" (keep score >= value), "edges" (the `value` best edges) or
+    "sparsity" (share of edges removed).
+
+    Returns:
+        The selection, and the view a graph applies to show exactly it: {"threshold": float | None,
+        "max_rank": int | None} (edges with score >= threshold and rank < max_rank are shown).
     """
     if mode == "score":
         sel = circuit.threshold(value)
-        return sel, view_threshold(sel, float(value))
+        return sel, {"threshold": view_threshold(sel, float(value)), "max_rank": None}
     if mode == "edges":
         n = int(value)
     elif mode == "sparsity":
@@ -171,14 +187,11 @@ def select(circuit: Circuit, mode: str, value: float) -> tuple[Circuit, float]:
         n = round((1.0 - value) * circuit.graph.n_edges)
     else:
         raise ValueError(f"unknown threshold mode {mode!r}; choose from ['edges', 'score', 'sparsity']")
-    if not 0 <= n <= circuit.graph.n_edges:
-        raise ValueError(f"edge count must be in [0, {circuit.graph.n_edges}], got {n}")
-    sel = circuit.threshold(circuit.find_threshold(n)) if n > 0 else replace(circuit, keep=torch.zeros_like(circuit.keep))
-    return sel, view_threshold(sel, float(circuit.scores.max()) + 1.0)
+    return circuit.top_n(n), {"threshold": None, "max_rank": n}
 
 
 def view_threshold(selection: Circuit, fallback: float) -> float:
-    """The score threshold a viewer applies to show exactly `selection`: its lowest kept score.
+    """The score threshold a viewer applies to show exactly `selection` (a threshold cut): its lowest kept score.
 
     Taken from the float32 scores themselves, so JavaScript's float64 comparison agrees with torch's.
     """

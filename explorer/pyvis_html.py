@@ -61,7 +61,8 @@ def build_network(g: nx.MultiDiGraph, height_px: int = theme.GRAPH_HEIGHT_PX) ->
     scores = [d["score"] for _, _, d in g.edges(data=True)]
     lo, hi = (min(scores), max(scores)) if scores else (0.0, 1.0)
     for u, v, d in g.edges(data=True):
-        net.add_edge(u, v, id=d["id"], score=d["score"], kept=d.get("kept", True), **_edge_style(d, lo, hi))
+        net.add_edge(u, v, id=d["id"], score=d["score"], rank=d.get("rank", 0), kept=d.get("kept", True),
+                     **_edge_style(d, lo, hi))
     net.toggle_physics(False)
     net.set_options(json.dumps({
         "physics": {"enabled": False},
@@ -90,14 +91,15 @@ def render(g: nx.MultiDiGraph, title: str = "", graph_id: str = "graph", state: 
         g: from graph_view.to_nx / compare_nx.
         title: shown above the graph (escaped; may hold user text such as a prompt or file name).
         graph_id: the id the app's bridge uses to address this graph.
-        state: initial view {"threshold": float | None, "drop": [edge ids], "highlight": node | None}.
+        state: initial view {"threshold": float | None, "max_rank": int | None, "drop": [edge ids],
+            "highlight": node | None}: shown = score >= threshold and rank < max_rank and not dropped.
         legend: (label, colour) pairs; default: the q/k/v/other colours.
         height_px: canvas height.
 
     Returns:
         The HTML document as a string.
     """
-    state = {"threshold": None, "drop": [], "highlight": None, **(state or {})}
+    state = {"threshold": None, "max_rank": None, "drop": [], "highlight": None, **(state or {})}
     page = build_network(g, height_px).generate_html(notebook=False)
     page = _CDN_TAGS.sub("", page)
     page = _HEADING.sub("", page)
@@ -123,57 +125,58 @@ _CONTROLS = """<div id="ce-controls">edges shown: <input id="ce-range" type="ran
 <span id="ce-count"></span></div>"""
 
 # Runs after pyvis's own script, which defines the globals `nodes`, `edges` (vis.DataSet) and `network`.
+# The network is re-pointed at two small DataSets that receive only what changes between views,
+# so a one-edge threshold step is one add or remove, not a rebuild.
 _SCRIPT = r"""
 (function () {
   const GRAPH_ID = __GRAPH_ID__;
-  const PINNED = new Set(["input", "tok", "pos", "logits"]);
-  const baseColor = {};
-  edges.get().forEach(e => { baseColor[e.id] = e.color; });
-  let state = __STATE__, drop = new Set(), used = new Set(), lastHighlight = null;
-  const edgeView = new vis.DataView(edges, {filter: e =>
-    (state.threshold === null || e.score >= state.threshold) && !drop.has(e.id)});
-  const nodeView = new vis.DataView(nodes, {filter: n => used.has(n.id) || PINNED.has(n.id)});
-  function computeUsed() {
-    used = new Set();
-    edges.get({filter: e => (state.threshold === null || e.score >= state.threshold) && !drop.has(e.id)})
-      .forEach(e => { used.add(e.from); used.add(e.to); });
-  }
-  function restyle(h) {
-    edges.update(edges.get().map(e => ({id: e.id,
-      color: (h === null || e.from === h || e.to === h) ? baseColor[e.id] : {color: "rgba(200,200,200,0.2)"}})));
-  }
+  const DIM = {color: "rgba(200,200,200,0.2)"};
+  const ALL = edges.get();
+  const EDGE = new Map(ALL.map(e => [e.id, e]));
+  const NODE = new Map(nodes.get().map(n => [n.id, n]));
+  const PINNED = ["input", "tok", "pos", "logits"].filter(id => NODE.has(id));
+  const shownEdges = new vis.DataSet(), shownNodes = new vis.DataSet();
+  let state = __STATE__, visible = new Set(), visibleNodes = new Set(), lastHighlight = null, first = true;
+  const styled = (e, h) => (h === null || e.from === h || e.to === h) ? e : Object.assign({}, e, {color: DIM});
   function apply(next) {
     if (!next || (next.graph !== undefined && next.graph !== GRAPH_ID)) return;
     state = Object.assign({}, state, next);
-    drop = new Set(state.drop || []);
-    computeUsed();
-    const h = state.highlight || null;
-    if (h !== lastHighlight) { restyle(h); lastHighlight = h; }
-    nodeView.refresh();
-    edgeView.refresh();
-    window.ceVisibleEdges = edgeView.length;
+    const t = state.threshold, r = state.max_rank, h = state.highlight || null, drop = new Set(state.drop || []);
+    const want = new Set(), used = new Set(PINNED);
+    for (const e of ALL) {
+      if ((t === null || e.score >= t) && (r === null || r === undefined || e.rank < r) && !drop.has(e.id)) {
+        want.add(e.id); used.add(e.from); used.add(e.to);
+      }
+    }
+    shownEdges.remove([...visible].filter(id => !want.has(id)));
+    shownNodes.remove([...visibleNodes].filter(id => !used.has(id)));
+    shownNodes.add([...used].filter(id => !visibleNodes.has(id) && NODE.has(id)).map(id => NODE.get(id)));
+    shownEdges.add([...want].filter(id => !visible.has(id)).map(id => styled(EDGE.get(id), h)));
+    if (h !== lastHighlight) {
+      shownEdges.update([...want].filter(id => visible.has(id)).map(id => styled(EDGE.get(id), h)));
+      lastHighlight = h;
+    }
+    visible = want;
+    visibleNodes = new Set([...used].filter(id => NODE.has(id)));
+    if (first) { network.fit(); first = false; }
+    window.ceVisibleEdges = visible.size;
     window.ceAppliedAt = Date.now();
-    document.body.dataset.visibleEdges = String(edgeView.length);
+    document.body.dataset.visibleEdges = String(visible.size);
     const count = document.getElementById("ce-count");
-    if (count) count.textContent = edgeView.length + " edges";
+    if (count) count.textContent = visible.size + " edges";
   }
-  computeUsed();
-  network.setData({nodes: nodeView, edges: edgeView});
+  network.setData({nodes: shownNodes, edges: shownEdges});
   window.addEventListener("message", ev => { if (ev.data && ev.data.circuitExplorer) apply(ev.data.circuitExplorer); });
   let fromParent = null;
   try { fromParent = window.parent !== window && window.parent.__circuitExplorer
         ? window.parent.__circuitExplorer[GRAPH_ID] : null; } catch (err) { fromParent = null; }
   apply(Object.assign({graph: GRAPH_ID}, fromParent || {}));
   if (window.parent === window) {  // standalone export: its own edge-count slider
-    const scores = edges.get().map(e => e.score).sort((a, b) => b - a);
     const range = document.getElementById("ce-range");
     document.getElementById("ce-controls").style.display = "block";
-    range.max = String(scores.length);
-    range.value = String(edgeView.length);
-    range.addEventListener("input", () => {
-      const k = Number(range.value);
-      apply({threshold: k === 0 ? Infinity : scores[k - 1]});
-    });
+    range.max = String(ALL.length);
+    range.value = String(visible.size);
+    range.addEventListener("input", () => apply({threshold: null, max_rank: Number(range.value)}));
   }
   window.ceApply = apply;
   window.ceLoadedAt = Date.now();

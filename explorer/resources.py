@@ -14,6 +14,7 @@ import engine
 from engine import Circuit, EvalResult, MaskedTransformer, Task
 
 from . import graph_view, pyvis_html
+from .evaluator import Evaluator
 from .library import Library
 
 ENV_MODELS = "CIRCUIT_EXPLORER_MODELS"
@@ -72,15 +73,17 @@ def task_key(task: Task) -> str:
     return f"{task.name}:{len(task.split('test')) if 'test' in task.splits else 0}:{id(task)}"
 
 
-@st.cache_resource(max_entries=512, show_spinner=False)
-def evaluate(model_name: str, tkey: str, circuit_id: str, _task: Task, _circuit: Circuit) -> EvalResult:
-    return engine.evaluate(get_model(model_name), _task, _circuit)
+@st.cache_resource(show_spinner=False)
+def evaluator() -> Evaluator:
+    """One evaluation worker per process (results depend only on model, task and circuit)."""
+    return Evaluator()
 
 
-@st.cache_resource(max_entries=64, show_spinner="Measuring faithfulness across sizes…")
-def faithfulness(model_name: str, tkey: str, circuit_id: str, sparsities: tuple[float, ...], _task: Task,
-                 _circuit: Circuit) -> list[EvalResult]:
-    return engine.faithfulness_curve(get_model(model_name), _task, _circuit, list(sparsities))
+def evaluate(model_name: str, task: Task, circuit: Circuit) -> tuple[str, EvalResult | str | None]:
+    """("done", EvalResult) | ("error", message) | ("pending", None): evaluated on the worker thread."""
+    model = get_model(model_name)
+    key = ("eval", model_name, task_key(task), circuit.circuit_id)
+    return evaluator().request(key, lambda: engine.evaluate(model, task, circuit))
 
 
 @st.cache_data(max_entries=32, show_spinner="Drawing graph…")

@@ -29,6 +29,9 @@ class Session:
     uploaded: dict[str, Circuit] = field(default_factory=dict)  # circuits opened from files, by name
     unsaved: dict[str, Circuit] = field(default_factory=dict)   # results not in the library (e.g. cancelled)
     learn_step: int = 0                        # Learn page: how many pruning stages have run
+    shown: Circuit | None = None               # Circuit page: the selection on screen (for faithfulness)
+    shown_threshold: float = 0.0
+    last_seen: str = ""                        # circuit id seen at the last faithfulness poll
     notices: list[str] = field(default_factory=list)
 
 

@@ -200,8 +200,8 @@ def circuit_picker(label: str = "Circuit") -> Circuit | None:
         return None
 
 
-def threshold_control(circuit: Circuit) -> tuple[Circuit, float]:
-    """Score / edge-count / sparsity control; returns (selection, score threshold the graph applies)."""
+def threshold_control(circuit: Circuit) -> tuple[Circuit, dict]:
+    """Score / edge-count / sparsity control; returns (selection, the view the graph applies)."""
     cid = circuit.circuit_id
     mode = st.radio("Threshold by", ["edge count", "score", "sparsity"], horizontal=True, key=state.THRESHOLD_MODE)
     total = circuit.graph.n_edges
@@ -222,22 +222,22 @@ def threshold_control(circuit: Circuit) -> tuple[Circuit, float]:
     return graph_view.select(circuit, "score", t)
 
 
-def live_graph(circuit: Circuit, threshold: float, n_shown: int, drop: list[str], highlight: str | None,
+def live_graph(circuit: Circuit, view: dict, n_shown: int, drop: list[str], highlight: str | None,
                title: str) -> str:
     """Draw the graph once per circuit; later calls only post the new view state. Returns the HTML."""
     cap = MAX_EDGES_SENT if n_shown <= MAX_EDGES_SENT else int(math.ceil(n_shown / 1000) * 1000)
     cap = min(cap, circuit.graph.n_edges)
     graph_id = f"g{circuit.circuit_id}-{cap}"
-    view = {"graph": graph_id, "threshold": threshold, "drop": drop, "highlight": highlight}
+    view = {"graph": graph_id, **view, "drop": drop, "highlight": highlight}
     html = resources.graph_html(circuit.circuit_id, cap, title, "", circuit, view)
     st.iframe(html, height=theme.GRAPH_HEIGHT_PX + theme.IFRAME_EXTRA_PX, alt=f"circuit graph {graph_id}")
     _BRIDGE(data=view, key=f"bridge.{graph_id}", height=1)
     return html
 
 
-def standalone_html(circuit: Circuit, selection: Circuit, threshold: float, title: str) -> str:
+def standalone_html(circuit: Circuit, selection: Circuit, view: dict, title: str) -> str:
     g = graph_view.to_nx(circuit, include="all", max_edges=max(MAX_EDGES_SENT, selection.n_edges))
-    return pyvis_html.render(g, title=title, graph_id="export", state={"threshold": threshold})
+    return pyvis_html.render(g, title=title, graph_id="export", state=view)
 
 
 def _circuit_bytes(selection: Circuit) -> bytes:
@@ -245,7 +245,7 @@ def _circuit_bytes(selection: Circuit) -> bytes:
         return selection.save(Path(tmp) / "c.safetensors").read_bytes()
 
 
-def downloads(circuit: Circuit, selection: Circuit, threshold: float, title: str, stem: str) -> None:
+def downloads(circuit: Circuit, selection: Circuit, view: dict, title: str, stem: str) -> None:
     """Circuit file, edges.json and the standalone graph, exactly as shown; built only when clicked."""
     stem = library_slug(stem)
     c1, c2, c3 = st.columns(3)
@@ -253,15 +253,17 @@ def downloads(circuit: Circuit, selection: Circuit, threshold: float, title: str
                        mime="application/octet-stream", key="dl.circuit", on_click="ignore")
     c2.download_button("edges.json", lambda: json.dumps(selection.to_edges_json(), indent=1), f"{stem}.edges.json",
                        mime="application/json", key="dl.edges", on_click="ignore")
-    c3.download_button("Graph (standalone HTML)", lambda: standalone_html(circuit, selection, threshold, title),
+    c3.download_button("Graph (standalone HTML)", lambda: standalone_html(circuit, selection, view, title),
                        f"{stem}.html", mime="text/html", key="dl.html", on_click="ignore")
 
 
 def show_eval(result: engine.EvalResult) -> None:
     c = st.columns(4)
-    c[0].metric("KL to full model", f"{result.kl:.4f}")
-    c[1].metric(result.metric_name, f"{result.metric:.3f}", f"full model {result.full_metric:.3f}", delta_color="off")
-    c[2].metric("Accuracy", f"{result.accuracy:.1%}", f"full model {result.full_accuracy:.1%}", delta_color="off")
+    c[0].metric("KL to full model (nats)", f"{result.kl:.4f}")
+    c[1].metric(f"{result.metric_name} (circuit)", f"{result.metric:.3f}")
+    c[1].caption(f"full model: {result.full_metric:.3f}")
+    c[2].metric("Accuracy (circuit)", f"{result.accuracy:.1%}")
+    c[2].caption(f"full model: {result.full_accuracy:.1%}")
     c[3].metric("Test examples", result.n_examples)
 
 
@@ -289,3 +291,15 @@ def save_and_open(circuit: Circuit, name: str) -> None:
     entry = resources.library().save(circuit, name)
     state.session().circuit_name = f"lib:{entry.name}"
     st.switch_page("pages/circuit.py")
+
+
+def await_result(status: tuple[str, object], waiting: str) -> object | None:
+    """Unpack an Evaluator answer: the result, or None after showing progress or the error."""
+    kind, value = status
+    if kind == "done":
+        return value
+    if kind == "error":
+        st.warning(f"Evaluation failed: {value}")
+    elif waiting:
+        st.caption(f"⏳ {waiting}")
+    return None

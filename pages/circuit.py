@@ -5,6 +5,8 @@ import streamlit as st
 import engine
 from explorer import charts, graph_view, resources, state, widgets
 
+SIZES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)  # sparsities of the faithfulness curve
+
 st.title("Circuit")
 circuit = widgets.circuit_picker()
 widgets.circuit_upload("circuit.upload")
@@ -12,36 +14,42 @@ if circuit is None:
     st.stop()
 meta = circuit.meta
 name = meta.get("name", "circuit")
-st.caption(f"model **{resources.model_key(meta.get('model', '?'))}** · task **{meta.get('task', '?')}** · method {meta.get('method', '?')} · "
+model_name = resources.model_key(meta.get("model", ""))
+st.caption(f"model **{model_name or '?'}** · task **{meta.get('task', '?')}** · method {meta.get('method', '?')} · "
            f"{circuit.graph.n_edges:,} edges in the full graph · saved cut: {circuit.n_edges:,} edges")
+sess = state.session()
+real_scores = circuit.scores[circuit.graph.real_edges].tolist()
 
 
 @st.fragment
 def explorer_view() -> None:
+    """Threshold, graph and stats; reruns alone when a control moves (the graph only gets a message)."""
     left, right = st.columns([3, 1])
     with right:
-        selection, t = widgets.threshold_control(circuit)
+        selection, view = widgets.threshold_control(circuit)
         hide = st.checkbox("Hide dangling edges", False, key=state.HIDE_DANGLING,
                            help="Edges with no path from the input or none to the logits.")
-        nodes = ["(none)"] + list(circuit.graph.nodes)
-        hl = st.selectbox("Highlight a node's inputs and outputs", nodes, key=state.HIGHLIGHT)
+        hl = st.selectbox("Highlight a node's inputs and outputs", ["(none)", *circuit.graph.nodes], key=state.HIGHLIGHT)
         shown = selection.prune_dangling() if hide else selection
-        s = graph_view.stats(selection)
-        st.metric("Edges", f"{shown.n_edges:,}", help=f"{s['dangling']} of the selected edges are dangling")
-        st.caption(f"{s['dangling']} dangling edge(s) in this selection" + (" (hidden)" if hide else ""))
+        st.metric("Edges", f"{shown.n_edges:,}")
+        st.caption(f"{selection.n_edges - selection.prune_dangling().n_edges} dangling edge(s) in this selection"
+                   + (" (hidden)" if hide else ""))
         st.metric("Nodes", len(shown.nodes()))
         st.metric("Sparsity", f"{shown.sparsity:.2%}")
     with left:
         drop = graph_view.dropped_edges(selection) if hide else []
-        widgets.live_graph(circuit, t, selection.n_edges, drop, None if hl == "(none)" else hl, name)
-    faithfulness(shown, t)
-    with st.expander("Export"):
-        widgets.downloads(circuit, shown, t, name, f"{name}-{shown.n_edges}e")
+        widgets.live_graph(circuit, view, selection.n_edges, drop, None if hl == "(none)" else hl, name)
+    sess.shown = shown
+    sess.shown_threshold = view["threshold"] if view["threshold"] is not None else graph_view.view_threshold(
+        selection, float(circuit.scores.max()))
+    with st.expander("Export (as shown)"):
+        widgets.downloads(circuit, shown, {**view, "drop": drop}, name, f"{name}-{shown.n_edges}e")
 
 
-def faithfulness(selection: engine.Circuit, t: float) -> None:
+@st.fragment(run_every=1.0)
+def faithfulness_view() -> None:
+    """Measured on a worker thread; this block polls, so moving the threshold never waits for it."""
     st.subheader("Faithfulness at this threshold")
-    model_name = resources.model_key(meta.get("model", ""))
     tasks = list(engine.TASKS)
     task_name = meta.get("task") if meta.get("task") in tasks else resources.default_task(model_name)
     task_name = st.selectbox("Evaluated on", tasks, index=tasks.index(task_name), key="circuit.eval_task")
@@ -53,16 +61,22 @@ def faithfulness(selection: engine.Circuit, t: float) -> None:
     except Exception as e:  # unknown or unloadable model: explain, keep the rest of the page
         st.info(f"Faithfulness needs the circuit's model **{model_name or '?'}**, which cannot be used here: {e}")
         return
-    key = resources.task_key(task)
-    result = resources.evaluate(model_name, key, selection.circuit_id, task, selection)
-    widgets.show_eval(result)
-    grid = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
-    points = resources.faithfulness(model_name, key, circuit.circuit_id, grid, task, circuit)
-    full = resources.evaluate(model_name, key, "full", task, engine.Circuit.full(circuit.graph))
-    fmt = st.radio("Chart download format", ["png", "svg"], horizontal=True, key="circuit.fmt")
-    st.plotly_chart(charts.faithfulness_curve(points, result, full), config=charts.plotly_config(fmt))
-    real = circuit.scores[circuit.graph.real_edges].tolist()
-    st.plotly_chart(charts.score_histogram(real, t), config=charts.plotly_config(fmt))
+    shown = sess.shown if sess.shown is not None and sess.shown.graph.same_as(circuit.graph) else circuit
+    points = [widgets.await_result(resources.evaluate(model_name, task, circuit.with_sparsity(x)), "") for x in SIZES]
+    # Measure a selection once it has stayed put for a tick, so a slider drag does not queue work.
+    steady, sess.last_seen = shown.circuit_id == sess.last_seen, shown.circuit_id
+    result = widgets.await_result(resources.evaluate(model_name, task, shown) if steady else ("pending", None),
+                                  "Measuring this selection…")
+    if result is not None:
+        widgets.show_eval(result)
+    done = [p for p in points if p is not None]
+    if done:  # the chart's ⋯ menu saves PNG or SVG
+        full = result.full_metric if result is not None else done[0].full_metric
+        st.vega_lite_chart(charts.faithfulness_spec(done, result, full))
+    if len(done) < len(points):
+        st.caption(f"⏳ Faithfulness curve: {len(done)} of {len(points)} sizes measured…")
+    st.vega_lite_chart(charts.histogram_spec(real_scores, sess.shown_threshold), width="stretch")
 
 
 explorer_view()
+faithfulness_view()

@@ -60,16 +60,27 @@ except Exception as e:  # circuits whose model is unavailable can still be compa
     st.info(f"Evaluation needs the model **{model_name}**: {e}")
     st.stop()
 rows_c = {**circuits, "intersection": inter, "full model": engine.Circuit.full(union.graph)}
-table = {}
-for t in picked:
-    try:
-        task = resources.get_task(model_name, t)
-    except (KeyError, ValueError) as e:
-        st.warning(f"{t}: {e}")
-        continue
-    for rname, circ in rows_c.items():
-        r = resources.evaluate(model_name, resources.task_key(task), circ.circuit_id, task, circ)
-        table.setdefault(rname, {})[f"{t} · accuracy"] = r.accuracy
-        table[rname][f"{t} · {r.metric_name}"] = r.metric
-if table:
-    st.dataframe(pd.DataFrame(table).T.style.format("{:.3f}"))
+
+
+@st.fragment(run_every=1.5)
+def evaluation_matrix() -> None:
+    """Cells fill in as the worker thread measures them (accuracy and the task metric)."""
+    table, waiting = {rname: {} for rname in rows_c}, 0
+    for t in picked:
+        try:
+            task = resources.get_task(model_name, t)
+        except (KeyError, ValueError) as e:
+            st.warning(f"{t}: {e}")
+            continue
+        for rname, circ in rows_c.items():
+            r = widgets.await_result(resources.evaluate(model_name, task, circ), "")
+            waiting += r is None
+            table[rname][f"{t} · accuracy"] = None if r is None else r.accuracy
+            table[rname][f"{t} · {task.metric}"] = None if r is None else r.metric
+    if waiting:
+        st.caption(f"⏳ {waiting} evaluation(s) running…")
+    if picked:
+        st.dataframe(pd.DataFrame(table).T.style.format("{:.3f}", na_rep="…"))
+
+
+evaluation_matrix()

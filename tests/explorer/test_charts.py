@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
@@ -34,15 +35,19 @@ def test_prune_curves_traces():
     assert len(charts.prune_curves(with_nodes).data) == 5
 
 
-def test_faithfulness_curve_marks_the_current_point():
+def test_faithfulness_spec_marks_the_current_point():
     pts = [Point(n, 1.0 / n, 2.0) for n in (1, 10, 100)]
-    assert len(charts.faithfulness_curve(pts).data) == 2
-    fig = charts.faithfulness_curve(pts, Point(10, 0.1, 2.0), Point(500, 0.0, 3.0))
-    assert len(fig.data) == 5 and fig.data[2].x == (10,)
+    spec = charts.faithfulness_spec(pts)
+    assert [len(p["layer"]) for p in spec["hconcat"]] == [1, 1]
+    spec = charts.faithfulness_spec(pts, Point(10, 0.1, 2.0), 3.0)
+    assert [len(p["layer"]) for p in spec["hconcat"]] == [2, 3]
+    assert spec["hconcat"][0]["layer"][1]["data"]["values"][0]["edges"] == 10
+    json.dumps(spec)  # serialisable as is
 
 
 def test_other_charts():
-    assert len(charts.score_histogram([0.1, 0.5, 0.9], 0.5).data) == 1
+    hist = charts.histogram_spec([0.1, 0.5, 0.9, 0.9], 0.5)
+    assert sum(r["edges"] for r in hist["layer"][0]["data"]["values"]) == 4 and len(hist["layer"]) == 2
     hc = charts.hard_concrete(0.0, n=2000)
     assert len(hc.data) == 3 and 0 < hc.data[1].y[0] < 1
     assert len(charts.sparsity_schedule(100, 80, 0.95).data) == 1

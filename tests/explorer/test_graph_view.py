@@ -56,16 +56,28 @@ def test_gqa_graph_places_kv_readers():
 
 
 @pytest.mark.parametrize("mode,value,expected", [("edges", 7, 7), ("sparsity", 1.0, 0), ("edges", 0, 0)])
-def test_select_gives_the_requested_size_and_a_matching_threshold(circuit, mode, value, expected):
-    sel, t = graph_view.select(circuit, mode, value)
-    assert sel.n_edges == expected
-    real = circuit.scores[circuit.graph.real_edges]
-    assert int((real.double() >= t).sum()) == expected  # what the browser's float64 filter shows
+def test_select_by_count_matches_the_viewers_rank_filter(circuit, mode, value, expected):
+    sel, view = graph_view.select(circuit, mode, value)
+    assert sel.n_edges == expected and view == {"threshold": None, "max_rank": expected}
+    rank = graph_view.ranks(circuit)
+    shown = (rank < view["max_rank"]) & circuit.graph.real_edges
+    assert torch.equal(shown, sel.keep)
+
+
+def test_select_by_count_is_exact_with_tied_scores():
+    from engine import Circuit
+    g = EdgeGraph(2, 2)
+    tied = Circuit(g, g.real_edges.float(), g.real_edges.clone())  # every score 1.0
+    sel, view = graph_view.select(tied, "edges", 5)
+    assert sel.n_edges == 5
+    assert int((graph_view.ranks(tied)[g.real_edges] < view["max_rank"]).sum()) == 5
 
 
 def test_select_by_score_and_bad_modes(circuit):
-    sel, t = graph_view.select(circuit, "score", 0.5)
+    sel, view = graph_view.select(circuit, "score", 0.5)
     assert sel.n_edges == int((circuit.scores[circuit.graph.real_edges] >= 0.5).sum())
+    real = circuit.scores[circuit.graph.real_edges]
+    assert int((real.double() >= view["threshold"]).sum()) == sel.n_edges  # what the browser's float64 filter shows
     with pytest.raises(ValueError, match="unknown threshold mode"):
         graph_view.select(circuit, "bogus", 1)
     with pytest.raises(ValueError):

@@ -13,7 +13,7 @@ def test_render_contains_every_node_and_edge_id(circuit):
     for node in circuit.graph.nodes:
         assert f'"{node}"' in html
     assert html.count('"score":') == circuit.graph.n_edges
-    assert "vis.DataView" in html  # the threshold is applied in the page, not by a new document
+    assert "shownEdges.remove" in html  # the threshold is applied in the page, not by a new document
 
 
 def test_render_escapes_user_text():
@@ -34,7 +34,7 @@ def test_render_is_self_contained_and_offline(circuit):
 
 def test_initial_state_is_embedded_as_json(circuit):
     html = pyvis_html.render(graph_view.to_nx(circuit), state={"threshold": 0.25, "drop": ["a->b"]})
-    m = re.search(r"let state = (\{.*?\}), drop", html)
+    m = re.search(r"let state = (\{.*?\}), visible", html)
     assert m and json.loads(m.group(1))["threshold"] == 0.25
 
 
