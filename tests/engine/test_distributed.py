@@ -15,8 +15,11 @@ from engine.config import ModelConfig
 from engine.weights import build, load_model
 from tests.conftest import save_gpt2
 
-CFG = dict(n_steps=12, batch_size=8, edge_sparsity=0.5, warmup_steps=8, seed=5)
-SCORE_ATOL = 1e-5  # measured: max |score difference| 0 to 3e-7 (reduction order of the batch mean only)
+CFG = dict(n_steps=16, batch_size=8, edge_sparsity=0.6, warmup_steps=8, seed=5, init_log_alpha=1.0)
+# Measured (CPU, torch 2.13): max |score difference| 6.7e-6, identical kept edges (70 of 100). The only
+# difference is the reduction order of the batch mean (one mean of 8 vs the average of two means of 4),
+# which Adam's normalisation can amplify for gates whose gradient is near zero.
+SCORE_ATOL = 1e-4
 
 
 def _free_port() -> int:
@@ -56,6 +59,7 @@ def test_two_processes_find_the_single_process_circuit(deep_checkpoint: Path, ti
     assert multi.graph.same_as(single.graph)
     assert (multi.scores - single.scores).abs().max() <= SCORE_ATOL
     assert torch.equal(multi.keep, single.keep)
+    assert 0 < single.n_edges < single.graph.n_edges  # a real selection, not all or nothing
     assert set(multi.meta) == set(Circuit.load(single.save(tmp_path / "single.safetensors")).meta)
     assert multi.meta["prune_config"] == single.meta["prune_config"]
 
