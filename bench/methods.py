@@ -3,11 +3,12 @@
     python bench/methods.py                      # embedded models (assets/models) + Tracr programs
     python bench/methods.py --steps 300 --warm-start --only ioi-2l
 
-For each (model, task): Edge Pruning runs at --sparsity; its circuit's edge count n is the matched size at
-which every other method's top-n edges are scored (f = MIB faithfulness of the task metric, KL to the
-model), next to random circuits of size n (mean +- std over 5 draws). CPR/CMD are over MIB's sizes.
-With --warm-start, Edge Pruning from all-open gates and from EAP scores are compared at equal step
-budgets, same target sparsity and same edge count. One thread (the machine is shared); wall-clock seconds.
+For each (model, task): every method runs on the train split; n = round((1 - sparsity) * edges) is the
+matched size (Tracr: its ground truth's size) at which each method's top-n edges are scored on the test
+split: f = MIB faithfulness of the task metric and the KL to the model (squared error for Tracr's read-out
+tasks), next to random circuits of size n (mean +- std over 5 draws); CPR/CMD over MIB's sizes; "own
+edges" is each method's own selection. With --warm-start, Edge Pruning from all-open gates and from EAP
+scores are compared at equal step budgets, target sparsity and edge count. One thread; wall-clock seconds.
 """
 
 from __future__ import annotations
