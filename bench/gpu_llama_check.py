@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.config import ModelConfig  # noqa: E402
+from engine.graph import EdgeGraph  # noqa: E402
 from engine.llama import convert_llama  # noqa: E402
 from engine.masks import HardConcreteGates  # noqa: E402
 from engine.memory import estimate  # noqa: E402
@@ -108,9 +109,10 @@ def memory_rows(shapes: list, device: torch.device, dtype: torch.dtype) -> list[
     rows = []
     for name, arch, batch, seq in shapes:
         cfg = ModelConfig(**arch, **LLAMA)
+        graph = EdgeGraph(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads)  # stays on the CPU, as load_model's
         torch.set_default_dtype(dtype)
         with torch.device(device):
-            model = MaskedTransformer(cfg)
+            model = MaskedTransformer(cfg, graph)
         torch.set_default_dtype(torch.float32)
         with torch.no_grad():
             for p in model.parameters():
