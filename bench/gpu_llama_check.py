@@ -147,6 +147,8 @@ def main() -> None:
           f"({'torch.cuda.max_memory_allocated' if device.type == 'cuda' else 'max RSS'}) vs engine.memory.estimate")
     print(f"{'shape':<20} {'B':>3} {'T':>4} {'ckpt':>5} {'meas GiB':>9} {'est GiB':>8} {'est/meas':>8} "
           f"{'weights GiB':>11} {'step s':>7}")
+    if device.type == "cpu":
+        print("(CPU smoke run: max RSS never resets, so the measured column is not meaningful here)")
     for shape, b, t, ck, meas, est, w, sec in memory_rows(STEP_SHAPES[kind], device, dtype):
         print(f"{shape:<20} {b:>3} {t:>4} {str(ck):>5} {meas:>9.3f} {est:>8.3f} {est / max(meas, 1e-9):>8.2f} "
               f"{w:>11.2f} {sec:>7.3f}")
