@@ -169,3 +169,9 @@ def test_warm_start_logits_follow_rank() -> None:
     assert (vals[ranked.argsort()].diff() >= 0).all()
     assert int((vals > 0).sum()) == pytest.approx(0.1 * real.sum(), abs=1)
     assert not math.isnan(float(la.sum()))
+
+
+def test_edge_pruning_never_returns_an_empty_circuit(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
+    cfg = make_config("edge-pruning", n_steps=30, edge_sparsity=1.2, warmup_steps=0, batch_size=8)
+    with pytest.raises(ValueError, match="no path from the input to the logits"):
+        METHODS["edge-pruning"](tiny_model, tiny_task, cfg)
