@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..circuit import Circuit
 from ..model import MaskedTransformer
-from .base import Task, TaskData
+from .base import Example, Task, TaskData
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,18 +40,36 @@ def _pairs(ref: TracrReference, idx: Tensor, gen: torch.Generator) -> Tensor:
     return out
 
 
-def _split(ref: TracrReference, idx: Tensor, gen: torch.Generator, categorical: bool) -> TaskData:
+def _split(ref: TracrReference, idx: Tensor, gen: torch.Generator, info: dict) -> TaskData:
     """Inputs `idx` with same-length corruptions; every non-BOS position is scored."""
+    categorical = info["output"] == "categorical"
     width = int(ref.lengths[idx].max())
     k = ref.inputs.shape[1] - 1
-    clean, corrupt = ref.inputs[idx, :width], ref.inputs[_pairs(ref, idx, gen), :width]
+    cidx = _pairs(ref, idx, gen)
+    clean, corrupt = ref.inputs[idx, :width], ref.inputs[cidx, :width]
     steps = torch.arange(1, k + 1)
     valid = steps[None] < ref.lengths[idx, None]
     positions = torch.where(valid, steps[None], -1)
     labels = ref.outputs[idx, 1:].argmax(-1) if categorical else torch.zeros(len(idx), k, dtype=torch.long)
     answers = torch.where(valid, labels, -1)
     no_bad = torch.full((len(idx), 1), -1, dtype=torch.long)
-    return TaskData(clean, corrupt, ref.lengths[idx].clone(), positions, answers, answers[:, :1].clone(), no_bad)
+    return TaskData(clean, corrupt, ref.lengths[idx].clone(), positions, answers, answers[:, :1].clone(), no_bad,
+                    _examples(ref, idx, cidx, info))
+
+
+def _examples(ref: TracrReference, idx: Tensor, cidx: Tensor, info: dict) -> tuple[Example, ...]:
+    """The same inputs as text, for display: tokens without BOS, and tracr's output as the answer."""
+    vocab, labels = info["vocab"], info["labels"]
+    inputs, lengths = ref.inputs.tolist(), ref.lengths.tolist()
+    outputs = ref.outputs[:, 1:].argmax(-1).tolist() if labels else ref.outputs[:, 1:, 0].tolist()
+    out = []
+    for i, c in zip(idx.tolist(), cidx.tolist()):
+        n = lengths[i]
+        y = outputs[i][: n - 1]
+        answer = " ".join(labels[j] for j in y) if labels else " ".join(f"{round(v, 4):g}" for v in y)
+        out.append(Example(" ".join(vocab[t] for t in inputs[i][1:n]), " ".join(vocab[t] for t in inputs[c][1:n]),
+                           answer))
+    return tuple(out)
 
 
 def tracr_task(name: str, model: MaskedTransformer, info: dict, ref: TracrReference, n_train: int = 512,
@@ -69,9 +87,9 @@ def tracr_task(name: str, model: MaskedTransformer, info: dict, ref: TracrRefere
         picks = [groups[lens[int(torch.randint(len(lens), (1,), generator=gen))]] for _ in range(n)]
         return torch.stack([g[torch.randint(len(g), (1,), generator=gen)][0] for g in picks])
 
-    splits = {"train": _split(ref, draw(n_train), gen, categorical),
-              "validation": _split(ref, draw(max(1, n_train // 4)), gen, categorical),
-              "test": _split(ref, torch.arange(len(ref.lengths)), gen, categorical)}
+    splits = {"train": _split(ref, draw(n_train), gen, info),
+              "validation": _split(ref, draw(max(1, n_train // 4)), gen, info),
+              "test": _split(ref, torch.arange(len(ref.lengths)), gen, info)}
     return Task(f"tracr-{name}", "accuracy" if categorical else "logit_diff", splits, info.get("description", ""),
                 loss="mse",  # tracr's outputs are residual read-outs (0/1 labels, numbers), too flat for KL
                 meta={"program": name, "output": info["output"], "model": model.name})
