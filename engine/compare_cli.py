@@ -28,6 +28,8 @@ def add_compare_parser(sub: Any, common: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--split", default="test", choices=["train", "validation", "test"])
     p.add_argument("--steps", type=int, default=300, help="edge-pruning: optimiser steps")
     p.add_argument("--edge-sparsity", type=float, default=0.95, help="edge-pruning target; EAP/EAP-IG/random selection")
+    p.add_argument("--lr", type=float, default=None, help="edge-pruning: learning rate of gates and multipliers "
+                   "(default: PruneConfig's 0.8; 0.1 is steadier on the small embedded models)")
     p.add_argument("--init", default="open", choices=["open", "eap", "eap-ig"], help="edge-pruning gate initialisation")
     p.add_argument("--ig-steps", type=int, default=5, help="eap-ig: interpolation steps")
     p.add_argument("--acdc-threshold", type=float, default=0.01, help="acdc: KL threshold (nats)")
@@ -39,7 +41,8 @@ def add_compare_parser(sub: Any, common: Callable[[argparse.ArgumentParser], Non
 
 def _options(args: argparse.Namespace) -> dict[str, dict]:
     keep = args.edge_sparsity if args.edge_sparsity < 1 else 0.99
-    return {"edge-pruning": {"n_steps": args.steps, "edge_sparsity": args.edge_sparsity, "init": args.init},
+    lr = {} if args.lr is None else {"lr_gates": args.lr, "lr_lambdas": args.lr}
+    return {"edge-pruning": {"n_steps": args.steps, "edge_sparsity": args.edge_sparsity, "init": args.init, **lr},
             "eap": {"sparsity": keep}, "eap-ig": {"sparsity": keep, "steps": args.ig_steps},
             "acdc": {"threshold": args.acdc_threshold}, "random": {"sparsity": keep}}
 
