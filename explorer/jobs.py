@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -92,3 +93,18 @@ def format_eta(seconds: float | None) -> str:
         return "estimating…"
     seconds = int(round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def prune_job(model: Any, task: Any, cfg: Any, model_name: str, library: Any) -> PruneJob:
+    """Start engine.prune in the background; a finished run is saved to `library` (a cancelled one is not)."""
+    import engine  # noqa: PLC0415 - keeps this module importable without torch for its own tests
+
+    name = f"{model_name.rstrip('/').split('/')[-1]}-{task.name}-s{cfg.edge_sparsity:g}"
+
+    def save(circuit: Any, log: Any) -> Any:
+        if log.stopped_early and job.cancelled:
+            return None  # the user stopped it: offered for saving, not saved silently
+        return library.save(circuit, name, {"prune_log": json.loads(log.to_json()), "prune_config": cfg.to_dict()})
+
+    job = PruneJob(lambda on_step: engine.prune(model, task, cfg, on_step=on_step), cfg.n_steps, save, name)
+    return job.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +19,12 @@ ENV_EXAMPLES = "CIRCUIT_EXAMPLES"
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_EXAMPLES = REPO / "assets" / "circuits"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def circuit_bytes(circuit: Circuit) -> bytes:
+    """The circuit file's bytes (for a download), written through a temporary folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return circuit.save(Path(tmp) / "c.safetensors").read_bytes()
 
 
 def slug(name: str) -> str:

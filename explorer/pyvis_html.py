@@ -12,9 +12,10 @@ import json
 import re
 
 import networkx as nx
-from pyvis.network import Network
 
-from . import theme
+from engine import Circuit
+
+from . import graph_view, theme
 
 # pyvis's template links Bootstrap from a CDN even with in-line resources; offline that blocks the page.
 _CDN_TAGS = re.compile(r"<link[^>]*cdn\.jsdelivr\.net[^>]*/>|<script[^>]*cdn\.jsdelivr\.net[^>]*>\s*</script>", re.S)
@@ -51,8 +52,10 @@ def _edge_style(data: dict, lo: float, hi: float) -> dict:
             "arrows": {"to": {"enabled": True, "scaleFactor": 0.4}}}
 
 
-def build_network(g: nx.MultiDiGraph, height_px: int = theme.GRAPH_HEIGHT_PX) -> Network:
-    """A pyvis Network with fixed layered positions, physics off; edges carry `score` and `kept`."""
+def build_network(g: nx.MultiDiGraph, height_px: int = theme.GRAPH_HEIGHT_PX):  # noqa: ANN201 - pyvis Network
+    """A pyvis Network with fixed layered positions, physics off; edges carry `score`, `rank` and `kept`."""
+    from pyvis.network import Network  # noqa: PLC0415 - pyvis imports IPython (~1 s); pages without graphs skip it
+
     net = Network(height=f"{height_px}px", width="100%", directed=True, cdn_resources="in_line")
     for n, d in g.nodes(data=True):
         kind = d["kind"]
@@ -77,6 +80,12 @@ def _legend_html(legend: list[tuple[str, str]]) -> str:
     items = "".join(f'<span class="ce-key"><i style="background:{html.escape(c)}"></i>{html.escape(label)}</span>'
                     for label, c in legend)
     return f'<div id="ce-legend">{items}</div>'
+
+
+def standalone(circuit: Circuit, selection: Circuit, view: dict, title: str, max_edges: int = 3000) -> str:
+    """The export: every edge up to `max_edges` (and all selected), opening on `view`, with its own slider."""
+    g = graph_view.to_nx(circuit, include="all", max_edges=max(max_edges, selection.n_edges))
+    return render(g, title=title, graph_id="export", state=view)
 
 
 def qkv_legend() -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from engine import Circuit
 from .jobs import PruneJob
 
 # Widget keys: "<page>.<widget>".
+FRAME = "app.frame"  # set by app.py's shared sidebar: pages know they run inside the router
 MODEL = "sidebar.model"
 MODEL_CUSTOM = "sidebar.model_custom"
 CIRCUIT_PICK = "circuit.pick"

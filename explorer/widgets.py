@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
-from pathlib import Path
 
 import streamlit as st
 
@@ -13,6 +11,7 @@ import engine
 from engine import Circuit, MaskedTransformer, PruneConfig, Task
 
 from . import charts, graph_view, jobs, pyvis_html, resources, state, theme
+from . import library
 from .library import slug as library_slug
 
 OTHER_MODEL = "Other: hub id or local folder…"
@@ -36,6 +35,7 @@ export default function (component) {
 # ---- models and tasks ----
 def sidebar_model_picker() -> str:
     """Sidebar model choice shared by every page: embedded models first, or any hub id / local folder."""
+    st.session_state[state.FRAME] = True
     choices = list(resources.model_choices())
     options = choices + [OTHER_MODEL]
     pick = st.sidebar.selectbox("Model", options, key=state.MODEL, help="Embedded models work offline.")
@@ -44,6 +44,13 @@ def sidebar_model_picker() -> str:
         pick = custom.strip() or (choices[0] if choices else "")
     st.sidebar.caption(f"Circuit library: `{resources.library().folder}`")
     return pick
+
+
+def require_frame() -> None:
+    """Run pages through app.py. Until app.py has run once in a fresh server, Streamlit treats `pages/`
+    as a legacy multipage folder and a deep link runs the page alone (no sidebar, no router)."""
+    if not st.session_state.get(state.FRAME):
+        st.switch_page("app.py")
 
 
 def selected_model() -> str:
@@ -120,16 +127,7 @@ def prune_form(key: str = "prune") -> PruneConfig | None:
 
 # ---- background pruning ----
 def start_prune(model: MaskedTransformer, task: Task, cfg: PruneConfig, model_name: str) -> jobs.PruneJob:
-    lib = resources.library()
-    name = f"{model_name.rstrip('/').split('/')[-1]}-{task.name}-s{cfg.edge_sparsity:g}"
-
-    def save(circuit: Circuit, log: engine.PruneLog):
-        if log.stopped_early and job.cancelled:
-            return None  # the user stopped it: offered for saving, not saved silently
-        return lib.save(circuit, name, {"prune_log": json.loads(log.to_json()), "prune_config": cfg.to_dict()})
-
-    job = jobs.PruneJob(lambda on_step: engine.prune(model, task, cfg, on_step=on_step), cfg.n_steps, save, name)
-    return job.start()
+    return jobs.prune_job(model, task, cfg, model_name, resources.library())
 
 
 @st.fragment(run_every=0.7)
@@ -190,7 +188,8 @@ def circuit_picker(label: str = "Circuit") -> Circuit | None:
         return None
     sources = list(opts.values())
     sess = state.session()
-    index = sources.index(sess.circuit_name) if sess.circuit_name in sources else 0
+    mine = [i for i, lb in enumerate(opts) if f" · {selected_model()} · " in lb]  # the sidebar model's circuits
+    index = sources.index(sess.circuit_name) if sess.circuit_name in sources else (mine or [0])[0]
     label_pick = st.selectbox(label, list(opts), index=index)
     sess.circuit_name = opts[label_pick]
     try:
@@ -235,25 +234,15 @@ def live_graph(circuit: Circuit, view: dict, n_shown: int, drop: list[str], high
     return html
 
 
-def standalone_html(circuit: Circuit, selection: Circuit, view: dict, title: str) -> str:
-    g = graph_view.to_nx(circuit, include="all", max_edges=max(MAX_EDGES_SENT, selection.n_edges))
-    return pyvis_html.render(g, title=title, graph_id="export", state=view)
-
-
-def _circuit_bytes(selection: Circuit) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        return selection.save(Path(tmp) / "c.safetensors").read_bytes()
-
-
 def downloads(circuit: Circuit, selection: Circuit, view: dict, title: str, stem: str) -> None:
     """Circuit file, edges.json and the standalone graph, exactly as shown; built only when clicked."""
     stem = library_slug(stem)
     c1, c2, c3 = st.columns(3)
-    c1.download_button("Circuit file (.safetensors)", lambda: _circuit_bytes(selection), f"{stem}.safetensors",
+    c1.download_button("Circuit file (.safetensors)", lambda: library.circuit_bytes(selection), f"{stem}.safetensors",
                        mime="application/octet-stream", key="dl.circuit", on_click="ignore")
     c2.download_button("edges.json", lambda: json.dumps(selection.to_edges_json(), indent=1), f"{stem}.edges.json",
                        mime="application/json", key="dl.edges", on_click="ignore")
-    c3.download_button("Graph (standalone HTML)", lambda: standalone_html(circuit, selection, view, title),
+    c3.download_button("Graph (standalone HTML)", lambda: pyvis_html.standalone(circuit, selection, view, title),
                        f"{stem}.html", mime="text/html", key="dl.html", on_click="ignore")
 
 
@@ -273,7 +262,11 @@ def circuits_picker(label: str = "Circuits to compare") -> dict[str, Circuit]:
     labels = list(opts)
     pair = [lb for lb in labels if "boolean" in lb.lower() and ("instruction" in lb.lower() or "fewshot" in lb.lower()
                                                                    or "few-shot" in lb.lower())]
-    default = pair[:2] if len(pair) >= 2 else labels[:2]
+    by_model: dict[str, list[str]] = {}
+    for lb in labels:  # the label reads "name · model · task · edges"
+        by_model.setdefault(lb.split(" · ")[1] if " · " in lb else "", []).append(lb)
+    same = next((v for v in by_model.values() if len(v) >= 2), labels)
+    default = pair[:2] if len(pair) >= 2 else same[:2]
     picked = st.multiselect(label, labels, default=default, key=state.COMPARE_PICK)
     out: dict[str, Circuit] = {}
     for lb in picked:
@@ -301,5 +294,5 @@ def await_result(status: tuple[str, object], waiting: str) -> object | None:
     if kind == "error":
         st.warning(f"Evaluation failed: {value}")
     elif waiting:
-        st.caption(f"⏳ {waiting}")
+        st.caption(f":material/hourglass_top: {waiting}")
     return None

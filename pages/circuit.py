@@ -7,6 +7,7 @@ from explorer import charts, graph_view, resources, state, widgets
 
 SIZES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)  # sparsities of the faithfulness curve
 
+widgets.require_frame()
 st.title("Circuit")
 circuit = widgets.circuit_picker()
 widgets.circuit_upload("circuit.upload")
@@ -74,7 +75,7 @@ def faithfulness_view() -> None:
         full = result.full_metric if result is not None else done[0].full_metric
         st.vega_lite_chart(charts.faithfulness_spec(done, result, full))
     if len(done) < len(points):
-        st.caption(f"⏳ Faithfulness curve: {len(done)} of {len(points)} sizes measured…")
+        st.caption(f":material/hourglass_top: Faithfulness curve: {len(done)} of {len(points)} sizes measured…")
     st.vega_lite_chart(charts.histogram_spec(real_scores, sess.shown_threshold), width="stretch")
 
 

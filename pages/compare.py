@@ -8,6 +8,7 @@ import streamlit as st
 import engine
 from explorer import graph_view, overlap, resources, theme, widgets
 
+widgets.require_frame()
 st.title("Compare circuits")
 st.caption("E.g. the Boolean Expressions circuits found with instruction prompts and with few-shot prompts.")
 circuits = widgets.circuits_picker()
@@ -18,9 +19,10 @@ if len(circuits) < 2:
 names = list(circuits)
 graphs = {repr(c.graph.to_dict()) for c in circuits.values()}
 hashes = {c.meta.get("config_hash") for c in circuits.values()} - {None, ""}
-if len(graphs) > 1 or len(hashes) > 1:
-    st.error("These circuits come from different models (different graphs or config hashes); compare circuits "
-             "of one model.")
+models = {resources.model_key(c.meta.get("model", "")) for c in circuits.values()} - {""}
+if len(graphs) > 1 or len(hashes) > 1 or len(models) > 1:
+    st.error(f"These circuits come from different models ({', '.join(sorted(models)) or 'different graphs'}); "
+             "compare circuits of one model.")
     st.stop()
 
 inter = reduce(lambda a, b: a & b, circuits.values())
@@ -78,7 +80,7 @@ def evaluation_matrix() -> None:
             table[rname][f"{t} · accuracy"] = None if r is None else r.accuracy
             table[rname][f"{t} · {task.metric}"] = None if r is None else r.metric
     if waiting:
-        st.caption(f"⏳ {waiting} evaluation(s) running…")
+        st.caption(f":material/hourglass_top: {waiting} evaluation(s) running…")
     if picked:
         st.dataframe(pd.DataFrame(table).T.style.format("{:.3f}", na_rep="…"))
 

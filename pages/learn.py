@@ -6,6 +6,7 @@ import streamlit as st
 import engine
 from explorer import charts, lessons, resources, state, theme, widgets
 
+widgets.require_frame()
 st.title("Learn: how Edge Pruning finds a circuit")
 choices = resources.model_choices()
 model_name = next((m for m in choices if "ioi" in m.lower()), widgets.selected_model())

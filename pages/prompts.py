@@ -6,6 +6,7 @@ import streamlit as st
 import engine
 from explorer import prompts, resources, widgets
 
+widgets.require_frame()
 st.title("Prompt lab")
 circuit = widgets.circuit_picker()
 if circuit is None:

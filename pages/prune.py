@@ -4,6 +4,7 @@ import streamlit as st
 
 from explorer import charts, jobs, resources, state, widgets
 
+widgets.require_frame()
 st.title("Prune: find a circuit with Edge Pruning")
 st.caption("Learns a gate per edge so the circuit's output stays close to the full model's (KL) while a "
            "growing share of edges is removed. The result is saved to the circuit library.")

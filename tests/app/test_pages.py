@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -15,6 +14,11 @@ PAGES = ["pages/circuit.py", "pages/compare.py", "pages/prompts.py", "pages/lear
 
 def _app() -> AppTest:
     return AppTest.from_file(APP, default_timeout=60)
+
+
+def _open(page: str) -> AppTest:
+    """The app as a user meets it: app.py first, then the page through the router."""
+    return _ok(_ok(_app().run()).switch_page(page).run())
 
 
 def _ok(at: AppTest) -> AppTest:
@@ -105,7 +109,7 @@ def test_bad_jsonl_upload_lists_line_numbers(app_env):
 
 
 def test_circuit_threshold_moves_stats(app_env):
-    at = _ok(_app().switch_page("pages/circuit.py").run())
+    at = _open("pages/circuit.py")
     slider = at.slider[0]
     assert slider.label == "Edges kept"
     slider.set_value(5)
@@ -121,14 +125,14 @@ def test_circuit_threshold_moves_stats(app_env):
 
 
 def test_circuit_upload_of_a_damaged_file_is_reported(app_env):
-    at = _ok(_app().switch_page("pages/circuit.py").run())
+    at = _open("pages/circuit.py")
     at.file_uploader(key="circuit.upload").set_value(("evil.safetensors", b"\x80\x04pickle?", "application/octet-stream"))
     _ok(at.run())
     assert any("Cannot open evil.safetensors" in e.value for e in at.error)
 
 
 def test_compare_shows_overlap_and_matrix(app_env):
-    at = _ok(_app().switch_page("pages/compare.py").run())
+    at = _open("pages/compare.py")
     assert len(at.multiselect(key="compare.pick").value) == 2
     assert any("p-value" in str(df.value.columns.tolist()) for df in at.dataframe)
     assert len(at.dataframe) == 2  # overlap table, evaluation matrix
@@ -138,7 +142,7 @@ def test_compare_shows_overlap_and_matrix(app_env):
 
 
 def test_prompt_lab_handles_script_prompts_and_misaligned_twins(app_env):
-    at = _ok(_app().switch_page("pages/prompts.py").run())
+    at = _open("pages/prompts.py")
     at.text_area(key="prompts.text").set_value("<script>alert(1)</script> Mary | Mary John Mary | x\n"
                                                "Then, Mary and John went | Then, Anna and Paul went | to")
     _ok(at.run())
@@ -148,7 +152,7 @@ def test_prompt_lab_handles_script_prompts_and_misaligned_twins(app_env):
 
 
 def test_learn_runs_a_pruning_stage(app_env, short_lessons):
-    at = _ok(_app().switch_page("pages/learn.py").run())
+    at = _open("pages/learn.py")
     at.slider(key="learn.log_alpha").set_value(-3.0)
     _ok(at.run())
     at.selectbox(key="learn.ablate").set_value("every edge (= the corrupted run)")
@@ -156,3 +160,4 @@ def test_learn_runs_a_pruning_stage(app_env, short_lessons):
     next_stage = next(b for b in at.button if b.label == "Next stage")
     _ok(next_stage.click().run())
     assert at.dataframe[-1].value["target"].tolist() == [0.5]
+
