@@ -90,6 +90,7 @@ def tracr_task(name: str, model: MaskedTransformer, info: dict, ref: TracrRefere
     splits = {"train": _split(ref, draw(n_train), gen, info),
               "validation": _split(ref, draw(max(1, n_train // 4)), gen, info),
               "test": _split(ref, torch.arange(len(ref.lengths)), gen, info)}
+    # metric: label accuracy, or for a numerical program "logit_diff" with good = column 0, i.e. its output value
     return Task(f"tracr-{name}", "accuracy" if categorical else "logit_diff", splits, info.get("description", ""),
                 loss="mse",  # tracr's outputs are residual read-outs (0/1 labels, numbers), too flat for KL
                 meta={"program": name, "output": info["output"], "model": model.name})
