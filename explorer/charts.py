@@ -75,16 +75,16 @@ def faithfulness_spec(points: Sequence[Any], current: Any | None = None, full_me
     def panel(field: str, color: str, rule: float | None) -> dict:
         x = {"field": "edges", "type": "quantitative", "scale": {"type": "log"}, "title": "edges in circuit"}
         layers = [{"data": {"values": rows}, "mark": {"type": "line", "point": True, "color": color},
-                   "encoding": {"x": x, "y": {"field": field, "type": "quantitative"},
+                   "encoding": {"x": x, "y": {"field": field, "type": "quantitative", "title": field},
                                 "tooltip": [{"field": "edges"}, {"field": field, "format": ".4f"}]}}]
         if now:
             layers.append({"data": {"values": now}, "mark": {"type": "point", "shape": "cross", "size": 250,
                                                              "color": theme.CHART_COLORS["current"], "filled": True},
-                           "encoding": {"x": x, "y": {"field": field, "type": "quantitative"}}})
+                           "encoding": {"x": x, "y": {"field": field, "type": "quantitative", "title": field}}})
         if rule is not None:
             layers.append({"data": {"values": [{"full": rule}]}, "mark": {"type": "rule", "strokeDash": [4, 4],
                                                                          "color": theme.CHART_COLORS["full"]},
-                           "encoding": {"y": {"field": "full", "type": "quantitative"}}})
+                           "encoding": {"y": {"field": "full", "type": "quantitative", "title": field}}})
         return {"title": field, "width": 320, "height": 220, "layer": layers}
 
     return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",

@@ -71,11 +71,12 @@ if b1.button("Next stage", disabled=sess.learn_step >= len(targets), type="prima
     sess.learn_step += 1
 if b2.button("Start over"):
     sess.learn_step = 0
-history = []
+history = [{"target": 0.0, "edges": model.graph.n_edges, "KL (last step)": 0.0}]
+circuit = engine.Circuit.full(model.graph, {"name": "full model"})
 for target in targets[: sess.learn_step]:
     circuit, log = resources.learn_stage(model_name, task.name, target, lessons.STAGE_STEPS)
     history.append({"target": target, "edges": circuit.n_edges, "KL (last step)": log.steps[-1].kl})
-if history:
-    st.dataframe(pd.DataFrame(history), hide_index=True)
-    title = f"target {targets[sess.learn_step - 1]}: {circuit.n_edges} edges"
-    st.iframe(resources.static_graph_html(circuit.circuit_id, title, circuit), height=theme.GRAPH_HEIGHT_PX + theme.IFRAME_EXTRA_PX, alt="learn graph")
+st.dataframe(pd.DataFrame(history), hide_index=True)
+title = f"target {history[-1]['target']}: {circuit.n_edges} edges" if sess.learn_step else "the full model"
+st.iframe(resources.static_graph_html(circuit.circuit_id, title, circuit),
+          height=theme.GRAPH_HEIGHT_PX + theme.IFRAME_EXTRA_PX, alt="learn graph")

@@ -58,6 +58,9 @@ table = [{"prompt": p.row.clean, "expected": p.row.answer or "",
           "circuit": f"{p.circuit[0][0]!r} {p.circuit[0][1]:.2f}" if p.circuit else "",
           "agree": p.agree, "corrupted from": p.corrupt_source, "problem": p.problem} for p in preds]
 st.dataframe(pd.DataFrame(table), hide_index=True)
+for i, p in enumerate(preds):
+    if p.problem:
+        st.warning(f"Line {i + 1} skipped: {p.problem}")
 
 for i, p in enumerate(preds[:10]):
     if p.problem:

@@ -159,5 +159,5 @@ def test_learn_runs_a_pruning_stage(app_env, short_lessons):
     _ok(at.run())
     next_stage = next(b for b in at.button if b.label == "Next stage")
     _ok(next_stage.click().run())
-    assert at.dataframe[-1].value["target"].tolist() == [0.5]
+    assert at.dataframe[-1].value["target"].tolist() == [0.0, 0.5]
 
