@@ -39,12 +39,12 @@ def circuit():
 c = circuit()
 mode = st.query_params.get("mode", "bridge")
 n = st.slider("Edges kept", 0, c.graph.n_edges, c.n_edges)
-sel, t = graph_view.select(c, "edges", n)
+sel, view = graph_view.select(c, "edges", n)
 st.metric("Edges", sel.n_edges)
 if mode == "bridge":
-    widgets.live_graph(c, t, sel.n_edges, [], None, "bench")
+    widgets.live_graph(c, view, sel.n_edges, [], None, "bench")
 else:
-    html = pyvis_html.render(graph_view.to_nx(c, include="all"), graph_id=f"reload-{{n}}", state={{"threshold": t}})
+    html = pyvis_html.render(graph_view.to_nx(c, include="all"), graph_id=f"reload-{{n}}", state=view)
     st.iframe(html, height=670, alt=f"circuit graph reload-{{n}}")
 '''
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
