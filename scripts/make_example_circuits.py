@@ -59,13 +59,14 @@ def main() -> None:
             rows.append(f"| {stem} | {circuit.n_edges} / {circuit.graph.n_edges} | {res.kl:.4f} | "
                         f"{res.accuracy:.0%} (full {res.full_accuracy:.0%}) | {time.time() - t0:.0f} s |")
             print(rows[-1], *log.warnings, flush=True)
-    cmd = "python scripts/make_example_circuits.py " + " ".join(sys.argv[1:])
-    (out / "README.md").write_text(
-        "# Example circuits\n\nMade by `" + cmd.strip() + "` (Edge Pruning, "
+    readme = out / "README.md"  # rows of models not rerun are kept
+    old = [r for r in (readme.read_text().splitlines() if readme.is_file() else []) if r.startswith("| ")
+           and not r.startswith("| circuit") and r.split(" | ")[0][2:] not in {x.split(" | ")[0][2:] for x in rows}]
+    readme.write_text(
+        "# Example circuits\n\nMade by `python scripts/make_example_circuits.py [--models NAME ...]` (Edge Pruning, "
         f"{args.steps} steps, batch 32, target edge sparsity {SPARSITY}, seed 0, {args.n} training examples; "
         "evaluated on the task's test split).\n\n| circuit | edges | KL (nats) | accuracy | time |\n|---|---|---|---|---|\n"
-        + "\n".join(rows) + "\n")
-
+        + "\n".join(sorted(old + rows)) + "\n")
 
 if __name__ == "__main__":
     main()
