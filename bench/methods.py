@@ -37,7 +37,7 @@ def workloads(only: str | None, n: int, sparsity: float):  # noqa: ANN201
     """(label, model, task, ablation, target sparsity, ground truth or None) for each embedded model's tasks,
     then each Tracr program (zero ablation and its ground truth's sparsity, as their known circuits assume)."""
     for name, folder in embedded_models().items():
-        if only and only not in name:
+        if only and only.split("/")[0] not in name:
             continue
         model = load_model(name, device="cpu")
         log = folder / "train_log.json"
@@ -45,6 +45,8 @@ def workloads(only: str | None, n: int, sparsity: float):  # noqa: ANN201
         tasks = info.get("tasks") or (info.get("recipe") or {}).get("tasks")
         tasks = tasks or next((t for k, t in TASKS_OF.items() if name.startswith(k)), [])
         for t in tasks:
+            if only and only not in f"{name}/{t}":
+                continue
             task = get_task(t, model.tokenizer, n=n, n_ctx=model.cfg.n_ctx, bos_id=model.bos_id)
             yield f"{name}/{t}", model, task, "interchange", sparsity, None
     try:
