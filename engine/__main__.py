@@ -127,7 +127,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (circuit, metadata, checkpoints)")
     p.add_argument("--edge-sparsity", type=float, default=0.95)
     p.add_argument("--node-sparsity", type=float, default=None)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=PruneConfig.n_steps)
     p.add_argument("--warmup", type=int, default=None, help="target ramp steps (default 80%% of --steps)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.8, help="learning rate of the gate logits")

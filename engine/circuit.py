@@ -167,12 +167,13 @@ class Circuit:
     def _check_same(self, other: Circuit) -> None:
         if not self.graph.same_as(other.graph):
             raise ValueError(f"circuits come from different graphs: {self.graph.to_dict()} vs {other.graph.to_dict()}")
-        a, b = self.meta.get("config_hash"), other.meta.get("config_hash")
-        if a and b and a != b:
-            raise ValueError(f"circuits come from different models (config hash {a} vs {b})")
+        for key in ("config_hash", "weights_hash"):
+            a, b = self.meta.get(key), other.meta.get(key)
+            if a and b and a != b:
+                raise ValueError(f"circuits come from different models ({key.replace('_', ' ')} {a} vs {b})")
 
     def _combine(self, other: Circuit, keep: Tensor, scores: Tensor, op: str) -> Circuit:
-        meta = {k: v for k, v in self.meta.items() if k in ("model", "config_hash", "architecture")}
+        meta = {k: v for k, v in self.meta.items() if k in ("model", "config_hash", "weights_hash", "architecture")}
         meta.update(method=op, operands=json.dumps([self.meta.get("name", "a"), other.meta.get("name", "b")]))
         return Circuit(self.graph, scores, keep, None, meta)
 

@@ -135,6 +135,7 @@ class MaskedTransformer(nn.Module):
         self.graph = graph or EdgeGraph(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.split_embeddings)
         self.tokenizer = None   # set by the loader; read-only afterwards
         self.name = "model"
+        self.weights_hash = ""  # fingerprint of the loaded weights (weights.weights_hash), set by the loader
         self.bos_id: int | None = None  # prepended to every prompt when the model expects it
         self.checkpoint_layers = False  # default of forward(checkpoint=None); set by the loader, read-only afterwards
         d, h, kv, dh, dm = cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.d_head, cfg.d_mlp

@@ -256,7 +256,8 @@ def _circuit(model: MaskedTransformer, task: Task, cfg: PruneConfig, state: _Sta
     if not torch.isfinite(scores).all():
         raise ValueError("pruning diverged (non-finite gate logits); lower lr_gates or lr_lambdas")
     last = plog.steps[-1] if plog.steps else None
-    meta = {"model": model.name, "config_hash": model.cfg.hash(), "architecture": model.cfg.architecture,
+    meta = {"model": model.name, "config_hash": model.cfg.hash(), "weights_hash": model.weights_hash,
+            "architecture": model.cfg.architecture,
             "model_config": json.dumps(model.cfg.to_dict()), "task": task.name, "method": "edge-pruning",
             "prune_config": json.dumps(cfg.to_dict()),
             "train_metrics": json.dumps({"kl": last.kl, "edge_sparsity": last.edge_sparsity,

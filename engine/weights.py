@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -155,11 +156,28 @@ def load_model(name: str, device: str | torch.device | None = None, dtype: torch
     dev = resolve_device(device)
     if dtype is None:
         dtype = torch.float32 if dev.type == "cpu" else torch.bfloat16
+    fingerprint = weights_hash(state)
     model = build(cfg, state, dev, dtype)
     model.name = name
+    model.weights_hash = fingerprint
     model.tokenizer = _tokenizer(folder)
     model.checkpoint_layers = checkpoint_layers
     return model
+
+
+def weights_hash(state: dict[str, Tensor]) -> str:
+    """Cheap fingerprint of a checkpoint: shapes plus a strided sample of every tensor's values.
+
+    Two models with one architecture (same config hash) but different training get different hashes,
+    so circuits of different models are never intersected by mistake.
+    """
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().flatten()
+        sample = t[:: max(1, t.numel() // 256)][:256].float().cpu().numpy().tobytes()
+        h.update(f"{name}{tuple(state[name].shape)}".encode())
+        h.update(sample)
+    return h.hexdigest()[:16]
 
 
 def build(cfg: ModelConfig, state: dict[str, Tensor], device: torch.device | str = "cpu",

@@ -100,7 +100,7 @@ def prune_form(key: str = "prune") -> PruneConfig | None:
     """Hyper-parameters with working defaults; returns a PruneConfig when submitted and valid."""
     with st.form(f"{key}.form"):
         c1, c2, c3 = st.columns(3)
-        steps = c1.number_input("Steps", 1, 100_000, 300, key=f"{key}.steps")
+        steps = c1.number_input("Steps", 1, 100_000, PruneConfig.n_steps, key=f"{key}.steps")
         sparsity = c2.number_input("Target edge sparsity", 0.0, 1.2, 0.95, 0.01, key=f"{key}.sparsity",
                                    help="Share of edges removed; above 1 pushes as sparse as possible.")
         batch = c3.number_input("Batch size", 1, 1024, 32, key=f"{key}.batch")

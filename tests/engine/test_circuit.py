@@ -98,3 +98,15 @@ def test_nan_scores_rejected():
     g = EdgeGraph(1, 1)
     with pytest.raises(ValueError, match="NaN"):
         Circuit(g, torch.full((g.n_src, g.n_dst), float("nan")), g.real_edges)
+
+
+def test_same_architecture_different_weights_refused(tmp_path):
+    from engine.weights import load_model
+    from tests.conftest import save_gpt2
+    a = load_model(str(save_gpt2(tmp_path / "a", seed=1)), device="cpu")
+    b = load_model(str(save_gpt2(tmp_path / "b", seed=2)), device="cpu")
+    assert a.cfg.hash() == b.cfg.hash() and a.weights_hash != b.weights_hash
+    ca = Circuit(a.graph, a.graph.real_edges.float(), a.graph.real_edges, meta={"weights_hash": a.weights_hash})
+    cb = Circuit(b.graph, b.graph.real_edges.float(), b.graph.real_edges, meta={"weights_hash": b.weights_hash})
+    with pytest.raises(ValueError, match="weights hash"):
+        ca & cb
