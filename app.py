@@ -7,9 +7,9 @@ from explorer import widgets
 st.set_page_config(page_title="Circuit Explorer", page_icon=":material/hub:", layout="wide")
 widgets.sidebar_model_picker()
 st.navigation([
-    st.Page("pages/prune.py", title="Prune", icon=":material/content_cut:", default=True),
-    st.Page("pages/circuit.py", title="Circuit", icon=":material/account_tree:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
-    st.Page("pages/prompts.py", title="Prompt lab", icon=":material/chat:"),
-    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
+    st.Page("app_pages/prune.py", title="Prune", icon=":material/content_cut:", default=True),
+    st.Page("app_pages/circuit.py", title="Circuit", icon=":material/account_tree:"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("app_pages/prompts.py", title="Prompt lab", icon=":material/chat:"),
+    st.Page("app_pages/learn.py", title="Learn", icon=":material/school:"),
 ]).run()

@@ -46,6 +46,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
                       lr_lambdas=args.lr_lambdas or args.lr, seed=args.seed, ablation=args.ablation)
     ctx, model = load_for_prune(args)  # torchrun: joins the process group, FSDP-shards the model
     task = _task(args, model)
+    init = None
+    if args.init != "open":  # warm start from attribution scores (the paper's suggested hybrid)
+        from .methods.warmstart import EdgePruningConfig, warm_start
+        warm = EdgePruningConfig(prune=cfg, init=args.init)
+        cfg, init = warm.prune_config(), warm_start(model, task, warm)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=cfg.n_steps, desc="pruning", unit="step", disable=not ctx.is_main)
@@ -55,14 +60,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
         bar.set_postfix(kl=f"{s.kl:.4f}", sparsity=f"{s.edge_sparsity:.3f}", target=f"{s.edge_target:.3f}")
         bar.refresh()
 
-    circuit, log = prune(model, task, cfg, on_step=on_step, checkpoint_dir=out)
+    circuit, log = prune(model, task, cfg, on_step=on_step, checkpoint_dir=out, init_log_alpha=init)
     bar.close()
     result = evaluate(model, task, circuit, split="validation")
     distributed.teardown()
     if not ctx.is_main:  # distributed: rank 0 writes the one circuit file
         return 0
     circuit = Circuit(circuit.graph, circuit.scores, circuit.keep, circuit.node_scores,
-                      {**circuit.meta, "name": out.name, "metrics": json.dumps(result.to_dict())})
+                      {**circuit.meta, "name": out.name, "init": args.init,
+                       "metrics": json.dumps(result.to_dict())})
     circuit.save(out / "circuit.safetensors")
     circuit.save_edges_json(out / "edges.json")
     (out / "log.json").write_text(log.to_json())
@@ -134,6 +140,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-lambdas", type=float, default=None, help="learning rate of the multipliers (default --lr)")
     p.add_argument("--ablation", default="interchange", choices=["interchange", "zero", "mean"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default="open", choices=["open", "eap", "eap-ig"],
+                   help="gate initialisation: all open (the authors) or warm-started from EAP / EAP-IG scores")
     add_prune_args(p)
     p.set_defaults(func=cmd_prune)
     p = sub.add_parser("evaluate", help="evaluate a circuit (or the full / empty baselines)")

@@ -94,6 +94,33 @@ class _Mix(torch.autograd.Function):
         return grad_keep, grad_out.new_zeros(0), None, None, None, None
 
 
+class _MixNorm(torch.autograd.Function):
+    """`norm(_Mix(...))` for a layer's attention readers, keeping no reader input alive for backward.
+
+    The [readers, batch, pos, d_model] mixed inputs are the largest activations of the masked forward;
+    the norm's backward needs them, so backward recomputes them from the (unchanged) buffer rows with
+    one more matrix product instead of keeping one copy per layer.
+    """
+
+    @staticmethod
+    def forward(ctx, keep_t: Tensor, token: Tensor, base: Tensor, buf: _Buffer, n: int, norm):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(keep_t)
+        ctx.buf, ctx.n, ctx.base, ctx.norm = buf, n, base, norm
+        return norm(torch.addmm(base, keep_t, buf.data[:n]))
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):  # noqa: ANN001, ANN205
+        keep_t, = ctx.saved_tensors
+        delta = ctx.buf.data[:ctx.n]
+        with torch.enable_grad():
+            x = torch.addmm(ctx.base, keep_t.detach(), delta).requires_grad_(True)
+            grad_out, = torch.autograd.grad(ctx.norm(x), x, grad_y)
+        del x
+        grad_keep = grad_out @ delta.T if ctx.needs_input_grad[0] else None
+        ctx.buf.grad_rows()[:ctx.n].addmm_(keep_t.T, grad_out)
+        return grad_keep, grad_y.new_zeros(0), None, None, None, None
+
+
 def _norm(x: Tensor, w: Tensor | None, b: Tensor | None, cfg: ModelConfig) -> Tensor:
     if cfg.norm == "layernorm":
         return F.layer_norm(x, (x.shape[-1],), w, b, cfg.norm_eps)
@@ -101,6 +128,11 @@ def _norm(x: Tensor, w: Tensor | None, b: Tensor | None, cfg: ModelConfig) -> Te
         xf = x.float()
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + cfg.norm_eps)).to(x.dtype) * w
     return x
+
+
+def _reader_norm(x: Tensor, shape: tuple[int, ...], w: Tensor, bias: Tensor, cfg: ModelConfig) -> Tensor:
+    """[readers, batch * pos * d_model] -> normed [readers, batch, pos, d_model]."""
+    return _norm(x.view(shape), w, bias, cfg)
 
 
 def _rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -292,8 +324,8 @@ class MaskedTransformer(nn.Module):
         """One masked layer: mix its attention readers, write its heads, mix its MLP reader, write the MLP."""
         blk, cfg, (b, n) = self.blocks[layer], self.cfg, corrupt.shape
         n_src, h, d = self.graph.n_src_before(layer), cfg.n_heads, cfg.d_model
-        x = _Mix.apply(k_attn, token, corrupt.resid[2 * layer], buf, n_src, None)
-        x = _norm(x.view(-1, b, n, d), blk.ln1_w, blk.ln1_b, cfg)
+        norm = partial(_reader_norm, shape=(-1, b, n, d), w=blk.ln1_w, bias=blk.ln1_b, cfg=cfg)
+        x = _MixNorm.apply(k_attn, token, corrupt.resid[2 * layer], buf, n_src, norm)
         heads = self._heads(blk, x, rope)
         token = _Write.apply(heads, token, buf, n_src, add)
         x = _Mix.apply(k_mlp, token, corrupt.resid[2 * layer + 1], buf, n_src + h, None)

@@ -47,7 +47,7 @@ def sidebar_model_picker() -> str:
 
 
 def require_frame() -> None:
-    """Run pages through app.py. Until app.py has run once in a fresh server, Streamlit treats `pages/`
+    """Run pages through app.py. Until app.py has run once in a fresh server, Streamlit would treat a `pages/` folder
     as a legacy multipage folder and a deep link runs the page alone (no sidebar, no router)."""
     if not st.session_state.get(state.FRAME):
         st.switch_page("app.py")
@@ -283,7 +283,7 @@ def save_and_open(circuit: Circuit, name: str) -> None:
     """Save a derived circuit (intersection, union) under a new name and open it in the Circuit page."""
     entry = resources.library().save(circuit, name)
     state.session().circuit_name = f"lib:{entry.name}"
-    st.switch_page("pages/circuit.py")
+    st.switch_page("app_pages/circuit.py")
 
 
 def await_result(status: tuple[str, object], waiting: str) -> object | None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
-    "engine": {"streamlit", "plotly", "pyvis", "networkx", "explorer", "pages"},
+    "engine": {"streamlit", "plotly", "pyvis", "networkx", "explorer", "pages", "app_pages"},
     "explorer/graph_view.py": {"streamlit"}, "explorer/pyvis_html.py": {"streamlit"},
     "explorer/charts.py": {"streamlit"}, "explorer/theme.py": {"streamlit"},
 }

@@ -9,7 +9,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-PAGES = ["pages/circuit.py", "pages/compare.py", "pages/prompts.py", "pages/learn.py"]
+PAGES = ["app_pages/circuit.py", "app_pages/compare.py", "app_pages/prompts.py", "app_pages/learn.py"]
 
 
 def _app() -> AppTest:
@@ -61,7 +61,7 @@ def test_prune_in_background_saves_to_library(app_env):
     assert len(saved) == 1
     sidecar = json.loads(saved[0].with_suffix(".json").read_text())
     assert len(sidecar["prune_log"]["steps"]) == 4
-    _ok(at.switch_page("pages/circuit.py").run())  # opens the new result
+    _ok(at.switch_page("app_pages/circuit.py").run())  # opens the new result
     picker = next(s for s in at.selectbox if s.label == "Circuit")
     assert saved[0].stem in picker.value
 
@@ -109,7 +109,7 @@ def test_bad_jsonl_upload_lists_line_numbers(app_env):
 
 
 def test_circuit_threshold_moves_stats(app_env):
-    at = _open("pages/circuit.py")
+    at = _open("app_pages/circuit.py")
     slider = at.slider[0]
     assert slider.label == "Edges kept"
     slider.set_value(5)
@@ -125,14 +125,14 @@ def test_circuit_threshold_moves_stats(app_env):
 
 
 def test_circuit_upload_of_a_damaged_file_is_reported(app_env):
-    at = _open("pages/circuit.py")
+    at = _open("app_pages/circuit.py")
     at.file_uploader(key="circuit.upload").set_value(("evil.safetensors", b"\x80\x04pickle?", "application/octet-stream"))
     _ok(at.run())
     assert any("Cannot open evil.safetensors" in e.value for e in at.error)
 
 
 def test_compare_shows_overlap_and_matrix(app_env):
-    at = _open("pages/compare.py")
+    at = _open("app_pages/compare.py")
     assert len(at.multiselect(key="compare.pick").value) == 2
     assert any("p-value" in str(df.value.columns.tolist()) for df in at.dataframe)
     assert len(at.dataframe) == 2  # overlap table, evaluation matrix
@@ -142,7 +142,7 @@ def test_compare_shows_overlap_and_matrix(app_env):
 
 
 def test_prompt_lab_handles_script_prompts_and_misaligned_twins(app_env):
-    at = _open("pages/prompts.py")
+    at = _open("app_pages/prompts.py")
     at.text_area(key="prompts.text").set_value("<script>alert(1)</script> Mary | Mary John Mary | x\n"
                                                "Then, Mary and John went | Then, Anna and Paul went | to")
     _ok(at.run())
@@ -152,7 +152,7 @@ def test_prompt_lab_handles_script_prompts_and_misaligned_twins(app_env):
 
 
 def test_learn_runs_a_pruning_stage(app_env, short_lessons):
-    at = _open("pages/learn.py")
+    at = _open("app_pages/learn.py")
     at.slider(key="learn.log_alpha").set_value(-3.0)
     _ok(at.run())
     at.selectbox(key="learn.ablate").set_value("every edge (= the corrupted run)")

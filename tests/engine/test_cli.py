@@ -82,3 +82,11 @@ def test_missing_model_and_circuit_errors(checkpoint, tmp_path):
     bad.write_text("garbage")
     r = _run("evaluate", "--model", str(checkpoint), "--data", str(data), "--circuit", str(bad))
     assert r.returncode != 0 and "Traceback" not in r.stderr and "bad.safetensors" in r.stderr
+
+
+def test_prune_with_eap_warm_start(checkpoint, tmp_path):
+    data = _jsonl(tmp_path / "d.jsonl", [_pair("mary", "john"), _pair("john", "mary")] * 6)
+    r = _run("prune", "--model", str(checkpoint), "--data", str(data), "--out", str(tmp_path / "w"), "--steps", "5",
+             "--batch-size", "4", "--edge-sparsity", "0.5", "--init", "eap", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "w" / "circuit.json").read_text())["init"] == "eap"

@@ -58,6 +58,6 @@ if job is not None and job.done:
                 sess.unsaved.pop(job.label, None)
                 sess.circuit_name = f"lib:{entry.name}"
                 st.success(f"Saved as **{entry.name}**.")
-        st.page_link("pages/circuit.py", label="Open it in the Circuit page", icon=":material/account_tree:")
+        st.page_link("app_pages/circuit.py", label="Open it in the Circuit page", icon=":material/account_tree:")
         if log.steps:
             st.plotly_chart(charts.prune_curves(log.steps), config=charts.plotly_config())
