@@ -43,7 +43,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
     cfg = PruneConfig(n_steps=args.steps, batch_size=args.batch_size, edge_sparsity=args.edge_sparsity,
                       node_sparsity=args.node_sparsity, warmup_steps=args.warmup, lr_gates=args.lr,
-                      lr_lambdas=args.lr_lambdas or args.lr, seed=args.seed, ablation=args.ablation)
+                      lr_lambdas=args.lr_lambdas or PruneConfig.lr_lambdas, seed=args.seed, ablation=args.ablation)
     ctx, model = load_for_prune(args)  # torchrun: joins the process group, FSDP-shards the model
     task = _task(args, model)
     init = None
@@ -136,8 +136,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=PruneConfig.n_steps)
     p.add_argument("--warmup", type=int, default=None, help="target ramp steps (default 80%% of --steps)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.8, help="learning rate of the gate logits")
-    p.add_argument("--lr-lambdas", type=float, default=None, help="learning rate of the multipliers (default --lr)")
+    p.add_argument("--lr", type=float, default=PruneConfig.lr_gates, help="learning rate of the gate logits")
+    p.add_argument("--lr-lambdas", type=float, default=None, help="learning rate of the multipliers")
     p.add_argument("--ablation", default="interchange", choices=["interchange", "zero", "mean"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default="open", choices=["open", "eap", "eap-ig"],

@@ -71,8 +71,8 @@ class PruneConfig:
     edge_sparsity: float = 0.95   # final target share of edges removed (the Lagrangian's constraint); >1 = as sparse as possible
     node_sparsity: float | None = None  # target share of writer nodes removed; None = no node gates
     warmup_steps: int | None = None     # target ramps linearly from 0 over these steps; None = 80% of n_steps
-    lr_gates: float = 0.8         # Adam learning rate of the gate logits (log_alpha), as the authors
-    lr_lambdas: float = 0.8       # Adam learning rate of the Lagrange multipliers (gradient ascent)
+    lr_gates: float = 0.1         # Adam lr of the gate logits; the authors use 0.8, which saturates gates (tied scores)
+    lr_lambdas: float = 0.1       # Adam lr of the Lagrange multipliers (gradient ascent); the authors: 0.8
     init_log_alpha: float = 10.0  # every gate starts open, as the authors (normal around this, std 0.01)
     init_std: float = 0.01
     ablation: Literal["interchange", "zero", "mean"] = "interchange"

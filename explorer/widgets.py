@@ -109,8 +109,8 @@ def prune_form(key: str = "prune") -> PruneConfig | None:
             use_nodes = a1.checkbox("Node gates", False, key=f"{key}.use_nodes")
             node_sparsity = a1.number_input("Target node sparsity", 0.0, 1.2, 0.72, 0.01, key=f"{key}.node_sparsity")
             warmup = a2.number_input("Warm-up steps (0 = 80% of steps)", 0, 100_000, 0, key=f"{key}.warmup")
-            lr_gates = a2.number_input("LR gates", 0.0, 100.0, 0.8, 0.1, key=f"{key}.lr_gates")
-            lr_lambdas = a3.number_input("LR Lagrange multipliers", 0.0, 100.0, 0.8, 0.1, key=f"{key}.lr_lambdas")
+            lr_gates = a2.number_input("LR gates", 0.0, 100.0, PruneConfig.lr_gates, 0.1, key=f"{key}.lr_gates")
+            lr_lambdas = a3.number_input("LR Lagrange multipliers", 0.0, 100.0, PruneConfig.lr_lambdas, 0.1, key=f"{key}.lr_lambdas")
             seed = a3.number_input("Seed", 0, 2**31 - 1, 0, key=f"{key}.seed")
             ablation = a1.selectbox("Ablation", ["interchange", "mean", "zero"], key=f"{key}.ablation")
         if not st.form_submit_button("Prune", type="primary"):

@@ -172,6 +172,7 @@ def test_warm_start_logits_follow_rank() -> None:
 
 
 def test_edge_pruning_never_returns_an_empty_circuit(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
-    cfg = make_config("edge-pruning", n_steps=30, edge_sparsity=1.2, warmup_steps=0, batch_size=8)
+    cfg = make_config("edge-pruning", n_steps=30, edge_sparsity=1.2, warmup_steps=0, batch_size=8,
+                      lr_gates=0.8, lr_lambdas=0.8)  # fast enough to empty the tiny graph in 30 steps
     with pytest.raises(ValueError, match="no path from the input to the logits"):
         METHODS["edge-pruning"](tiny_model, tiny_task, cfg)
