@@ -1,10 +1,11 @@
-"""Tokenizer fixtures for the task tests: GPT-2-style byte-level BPE, Llama-style Metaspace BPE, our word-level one."""
+"""Fixtures for the engine tests: tokenizers (GPT-2-style BPE, Llama-style Metaspace BPE, our word-level one), one-thread mode."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "assets" / "models"
@@ -58,3 +59,12 @@ def word_tokenizer():
     if not (path / "tokenizer.json").exists():
         pytest.skip(f"no embedded tokenizer at {path}")
     return AutoTokenizer.from_pretrained(str(path))
+
+
+@pytest.fixture(scope="module")
+def one_thread():  # noqa: ANN201
+    """Two shared cores: intra-op threads only add contention at small sizes (use via pytestmark)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -16,13 +16,7 @@ from engine.methods.export import load_scores_json, save_scores_json, scores_to_
 from engine.tasks.base import Task
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # noqa: ANN202
-    """Two shared cores: intra-op threads only add contention at these sizes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_area_is_mib_trapezoid() -> None:

@@ -20,13 +20,7 @@ from engine.methods.warmstart import init_log_alpha_from_scores
 from engine.tasks.base import Task
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # noqa: ANN202
-    """Two shared cores: intra-op threads only add contention at these sizes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,7 @@ import torch
 from engine.methods import METHODS, make_config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # noqa: ANN202
-    """Two shared cores: intra-op threads only add contention at these sizes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 tracr = pytest.importorskip("engine.tracr")
