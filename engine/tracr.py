@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
+from .assets import TRACR as TRACR_ASSETS  # noqa: F401 - re-exported (scripts, tests)
+from .assets import tracr_models
 from .circuit import Circuit
 from .config import ModelConfig, PruneConfig
 from .graph import EdgeGraph
@@ -26,7 +27,6 @@ from .tasks.base import Task
 from .tasks.tracr import TracrReference, tracr_task
 from .weights import build
 
-TRACR_ASSETS = Path(__file__).resolve().parent.parent / "assets" / "tracr"
 _ZERO = 1e-9  # tracr weights are exact zeros or O(1..100); anything above this is a real read/write
 
 TRACR_PRUNE = PruneConfig(n_steps=1000, batch_size=16, edge_sparsity=1.02, lr_gates=0.05, lr_lambdas=0.002,
@@ -186,13 +186,6 @@ def derived_circuit(model: MaskedTransformer) -> Circuit:
 
 
 # ---------------------------------------------------------------- shipped assets (no tracr needed)
-def tracr_models() -> dict[str, Path]:
-    """Compiled programs shipped in assets/tracr/, by name."""
-    if not TRACR_ASSETS.is_dir():
-        return {}
-    return {p.name: p for p in sorted(TRACR_ASSETS.iterdir()) if (p / "config.json").is_file()}
-
-
 def load_tracr_model(name: str, split_embeddings: bool = False) -> tuple[MaskedTransformer, dict]:
     """The shipped model `name` and its config.json (program, vocabulary, labels, output kind)."""
     models = tracr_models()

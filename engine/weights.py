@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
+from .assets import embedded_models
 from .config import ModelConfig
 from .graph import EdgeGraph
 from .llama import convert_llama
@@ -19,7 +20,6 @@ from .model import MaskedTransformer
 from .runtime import resolve_device
 
 log = logging.getLogger(__name__)
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"
 
 Converter = Callable[[dict, dict[str, Tensor]], tuple[ModelConfig, dict[str, Tensor]]]
 """(HF config dict, HF state dict) -> (our ModelConfig, our state dict)."""
@@ -82,13 +82,6 @@ def convert_gpt2(hf: dict, sd: dict[str, Tensor]) -> tuple[ModelConfig, dict[str
 CONVERTERS: dict[str, Converter] = {"gpt2": convert_gpt2, "llama": convert_llama, "mistral": convert_llama,
                                     "qwen2": convert_llama}
 """model_type of the Hugging Face config -> converter. Llama-family converters register here too."""
-
-
-def embedded_models() -> dict[str, Path]:
-    """Models shipped in assets/models/, by name."""
-    if not ASSETS.is_dir():
-        return {}
-    return {p.name: p for p in sorted(ASSETS.iterdir()) if (p / "config.json").is_file()}
 
 
 def _resolve(name: str) -> Path:
