@@ -4,7 +4,8 @@ import streamlit as st
 
 from explorer import widgets
 
-st.set_page_config(page_title="Circuit Explorer", page_icon=":material/hub:", layout="wide")
+# An emoji favicon is drawn in the page; a ":material/…" one is fetched from fonts.gstatic.com (fails offline).
+st.set_page_config(page_title="Circuit Explorer", page_icon="🕸️", layout="wide")
 widgets.sidebar_model_picker()
 st.navigation([
     st.Page("app_pages/prune.py", title="Prune", icon=":material/content_cut:", default=True),

@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-import engine
 from explorer import charts, graph_view, resources, state, widgets
 
 SIZES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)  # sparsities of the faithfulness curve
@@ -51,7 +50,7 @@ def explorer_view() -> None:
 def faithfulness_view() -> None:
     """Measured on a worker thread; this block polls, so moving the threshold never waits for it."""
     st.subheader("Faithfulness at this threshold")
-    tasks = list(engine.TASKS)
+    tasks = resources.task_names(model_name)
     task_name = meta.get("task") if meta.get("task") in tasks else resources.default_task(model_name)
     task_name = st.selectbox("Evaluated on", tasks, index=tasks.index(task_name), key="circuit.eval_task")
     try:
@@ -76,7 +75,7 @@ def faithfulness_view() -> None:
         st.vega_lite_chart(charts.faithfulness_spec(done, result, full))
     if len(done) < len(points):
         st.caption(f":material/hourglass_top: Faithfulness curve: {len(done)} of {len(points)} sizes measured…")
-    st.vega_lite_chart(charts.histogram_spec(real_scores, sess.shown_threshold), width="stretch")
+    st.vega_lite_chart(charts.histogram_spec(real_scores, sess.shown_threshold), width="stretch", height=240)
 
 
 explorer_view()

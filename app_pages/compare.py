@@ -41,10 +41,11 @@ st.iframe(html, height=theme.GRAPH_HEIGHT_PX + theme.IFRAME_EXTRA_PX, alt="compa
 st.subheader("Overlap vs chance")
 rows = [{"A": o.a, "B": o.b, "|A|": o.n_a, "|B|": o.n_b, "shared": o.shared,
          "share of smaller": o.share_of_smaller, "expected by chance": o.expected,
-         "observed / expected": o.ratio, "p-value (hypergeometric)": f"{o.p_value:.3g}"}
+         "observed / expected": o.ratio, "p-value": f"{o.p_value:.3g}"}
         for o in overlap.pairwise(circuits)]
 st.dataframe(pd.DataFrame(rows), hide_index=True)
-st.caption("Expected = |A|·|B| / total edges if both were random sets of their sizes; p = P(shared ≥ observed).")
+st.caption("Expected = |A|·|B| / total edges if both were random sets of their sizes; "
+           "p-value = P(shared ≥ observed) under that hypergeometric null.")
 
 b = st.columns(2)
 if b[0].button("Save the intersection and open it", disabled=inter.n_edges == 0):
@@ -54,8 +55,9 @@ if b[1].button("Save the union and open it"):
 
 st.subheader("Evaluation matrix")
 model_name = resources.model_key(next(iter(circuits.values())).meta.get("model", ""))
-task_names = [t for t in dict.fromkeys(x.meta.get("task") for x in circuits.values()) if t in engine.TASKS]
-picked = st.multiselect("Tasks / prompt styles", list(engine.TASKS), default=task_names or None, key="compare.tasks")
+tasks = resources.task_names(model_name)
+task_names = [t for t in dict.fromkeys(x.meta.get("task") for x in circuits.values()) if t in tasks]
+picked = st.multiselect("Tasks / prompt styles", tasks, default=task_names or None, key="compare.tasks")
 try:
     resources.get_model(model_name)
 except Exception as e:  # circuits whose model is unavailable can still be compared, not evaluated
@@ -77,8 +79,8 @@ def evaluation_matrix() -> None:
         for rname, circ in rows_c.items():
             r = widgets.await_result(resources.evaluate(model_name, task, circ), "")
             waiting += r is None
-            table[rname][f"{t} · accuracy"] = None if r is None else r.accuracy
-            table[rname][f"{t} · {task.metric}"] = None if r is None else r.metric
+            table[rname][f"{t} · accuracy"] = float("nan") if r is None else r.accuracy  # NaN shows as "…"
+            table[rname][f"{t} · {task.metric}"] = float("nan") if r is None else r.metric
     if waiting:
         st.caption(f":material/hourglass_top: {waiting} evaluation(s) running…")
     if picked:

@@ -3,7 +3,6 @@
 import pandas as pd
 import streamlit as st
 
-import engine
 from explorer import prompts, resources, widgets
 
 widgets.require_frame()
@@ -12,6 +11,10 @@ circuit = widgets.circuit_picker()
 if circuit is None:
     st.stop()
 model_name = resources.model_key(circuit.meta.get("model", ""))
+if resources.tracr_program(model_name):
+    st.info("This is a circuit of a Tracr program, which outputs a label at every position rather than a next "
+            "token: see its faithfulness on the **Circuit** page (on every input of the program).")
+    st.stop()
 try:
     model = resources.get_model(model_name)
 except Exception as e:  # the circuit's model is not available here
@@ -20,7 +23,7 @@ except Exception as e:  # the circuit's model is not available here
 if not model.graph.same_as(circuit.graph):
     st.error("This circuit does not fit its model's graph.")
     st.stop()
-tasks = list(engine.TASKS)
+tasks = resources.task_names(model_name)
 default = circuit.meta.get("task") if circuit.meta.get("task") in tasks else resources.default_task(model_name)
 task_name = st.selectbox("Corrupted twins from task (when you give none)", tasks, index=tasks.index(default))
 try:

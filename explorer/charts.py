@@ -22,23 +22,31 @@ def plotly_config(fmt: str = "png") -> dict:
 
 
 def _layout(fig: go.Figure, title: str, height: int = theme.CHART_HEIGHT) -> go.Figure:
+    # the legend goes below the x-axis title (at y=-0.2 the two overlapped)
     fig.update_layout(title=title, height=height, margin={"l": 40, "r": 20, "t": 50, "b": 40},
-                      legend={"orientation": "h", "y": -0.2})
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.22})
     return fig
 
 
-def prune_curves(steps: Sequence[Any]) -> go.Figure:
-    """KL (left) and edge / node sparsity with their targets (right) against the step.
+LOSS_TITLES = {"kl": ("KL", "KL to the full model (nats)"), "mse": ("squared error", "squared error to the full model")}
+"""Task.loss -> (trace name, panel title) of the faithfulness term of the pruning objective."""
+
+
+def prune_curves(steps: Sequence[Any], loss: str = "kl") -> go.Figure:
+    """The faithfulness loss (left) and edge / node sparsity with their targets (right) against the step.
 
     Args:
-        steps: StepLog-like objects (step, kl, edge_sparsity, edge_target, node_sparsity, node_target).
+        steps: StepLog-like objects (step, kl, edge_sparsity, edge_target, node_sparsity, node_target); `kl` holds
+            the task's faithfulness loss, KL or (Tracr programs) squared error.
+        loss: the task's loss name, for the labels.
 
     Returns:
-        Traces: KL, edge sparsity, edge target, then node sparsity and node target when node gates are on.
+        Traces: loss, edge sparsity, edge target, then node sparsity and node target when node gates are on.
     """
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("KL to the full model (nats)", "sparsity"))
+    name, title = LOSS_TITLES.get(loss, (loss, f"{loss} to the full model"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(title, "sparsity"))
     x = [s.step for s in steps]
-    fig.add_trace(go.Scatter(x=x, y=[s.kl for s in steps], name="KL", line={"color": theme.CHART_COLORS["kl"]}), 1, 1)
+    fig.add_trace(go.Scatter(x=x, y=[s.kl for s in steps], name=name, line={"color": theme.CHART_COLORS["kl"]}), 1, 1)
     fig.add_trace(go.Scatter(x=x, y=[s.edge_sparsity for s in steps], name="edge sparsity",
                              line={"color": theme.CHART_COLORS["edge_sparsity"]}), 1, 2)
     fig.add_trace(go.Scatter(x=x, y=[s.edge_target for s in steps], name="edge target",
@@ -102,7 +110,8 @@ def histogram_spec(scores: Sequence[float], threshold: float | None = None, bins
     w = (hi - lo) / bins
     rows = [{"from": lo + i * w, "to": lo + (i + 1) * w, "edges": c} for i, c in enumerate(counts) if c > 0]
     layers = [{"data": {"values": rows}, "mark": {"type": "bar", "color": theme.CHART_COLORS["circuit"]},
-               "encoding": {"x": {"field": "from", "type": "quantitative", "title": "edge score"},
+               # "binned" draws each bar from zero (with a plain x/x2 range vega-lite draws thin horizontal strips)
+               "encoding": {"x": {"field": "from", "type": "quantitative", "bin": "binned", "title": "edge score"},
                             "x2": {"field": "to"},
                             "y": {"field": "edges", "type": "quantitative", "scale": {"type": "symlog"}},
                             "tooltip": [{"field": "from", "format": ".3f"}, {"field": "edges"}]}}]

@@ -35,9 +35,14 @@ def positions(graph: EdgeGraph) -> dict[str, tuple[float, float]]:
     Returns vis-network coordinates (y grows downwards, so higher layers get smaller y).
     """
     pos: dict[str, tuple[float, float]] = {}
+    # Heads spread out until the drawing is about GRAPH_ASPECT wide per unit of height: the view is fitted to
+    # the canvas, so a deep, narrow model drawn at X_STEP would fill a strip in the middle of a wide frame.
+    width = max(graph.n_heads - 0.25, 0.75)  # leftmost head to the MLP, in head steps
+    aimed = theme.GRAPH_ASPECT * (graph.n_layers + 1) * theme.Y_STEP / width
+    x_step = min(3 * theme.X_STEP, max(theme.X_STEP, aimed))
     inputs = graph.input_nodes
     for i, n in enumerate(inputs):
-        pos[n] = ((i - (len(inputs) - 1) / 2) * theme.X_STEP, -graph.node_layer(n) * theme.Y_STEP)
+        pos[n] = ((i - (len(inputs) - 1) / 2) * x_step, -graph.node_layer(n) * theme.Y_STEP)
     for n in graph.nodes:
         if n in pos:
             continue
@@ -45,13 +50,13 @@ def positions(graph: EdgeGraph) -> dict[str, tuple[float, float]]:
         kind = node_kind(n)
         if kind == "attn":
             h = int(n.split(".h")[1])
-            x = (h - (graph.n_heads - 1) / 2) * theme.X_STEP
+            x = (h - (graph.n_heads - 1) / 2) * x_step
         elif kind == "kv":
             g = int(n.split(".kv")[1])
-            x = (g - (graph.kv_heads - 1) / 2) * theme.X_STEP * graph.n_heads / graph.kv_heads
+            x = (g - (graph.kv_heads - 1) / 2) * x_step * graph.n_heads / graph.kv_heads
             row -= 0.3
         elif kind == "mlp":  # right of the heads, half a row up: head -> MLP edges stay visible
-            x = ((graph.n_heads - 1) / 2 + 0.75) * theme.X_STEP
+            x = ((graph.n_heads - 1) / 2 + 0.75) * x_step
         else:
             x = 0.0
         pos[n] = (x, -row * theme.Y_STEP)

@@ -24,11 +24,12 @@ class PruneJob:
         on_done: called in the thread with (circuit, log) when the run ends without error
             (e.g. save to the library); its return value is kept as `saved`.
         label: shown in the UI.
+        loss: the task's faithfulness loss ("kl", or "mse" for Tracr programs), for the curves' labels.
     """
 
     def __init__(self, run: RunFn, n_steps: int, on_done: Callable[[Any, Any], Any] | None = None,
-                 label: str = "") -> None:
-        self.n_steps, self.label = n_steps, label
+                 label: str = "", loss: str = "kl") -> None:
+        self.n_steps, self.label, self.loss = n_steps, label, loss
         self.steps: list[Any] = []
         self.result: tuple[Any, Any] | None = None
         self.saved: Any = None
@@ -99,12 +100,15 @@ def prune_job(model: Any, task: Any, cfg: Any, model_name: str, library: Any) ->
     """Start engine.prune in the background; a finished run is saved to `library` (a cancelled one is not)."""
     import engine  # noqa: PLC0415 - keeps this module importable without torch for its own tests
 
-    name = f"{model_name.rstrip('/').split('/')[-1]}-{task.name}-s{cfg.edge_sparsity:g}"
+    model_stem = model_name.rstrip("/").split("/")[-1]
+    stem = model_stem if task.name == model_stem else f"{model_stem}-{task.name}"  # Tracr: task named as model
+    name = f"{stem}-s{cfg.edge_sparsity:g}"
 
     def save(circuit: Any, log: Any) -> Any:
         if log.stopped_early and job.cancelled:
             return None  # the user stopped it: offered for saving, not saved silently
         return library.save(circuit, name, {"prune_log": json.loads(log.to_json()), "prune_config": cfg.to_dict()})
 
-    job = PruneJob(lambda on_step: engine.prune(model, task, cfg, on_step=on_step), cfg.n_steps, save, name)
+    job = PruneJob(lambda on_step: engine.prune(model, task, cfg, on_step=on_step), cfg.n_steps, save, name,
+                   getattr(task, "loss", "kl"))
     return job.start()

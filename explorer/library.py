@@ -9,10 +9,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors import safe_open
 
-from engine.circuit import Circuit
+import engine
+
+if TYPE_CHECKING:
+    from engine import Circuit
 
 ENV_FOLDER = "CIRCUIT_LIBRARY"
 ENV_EXAMPLES = "CIRCUIT_EXAMPLES"
@@ -105,7 +109,7 @@ class Library:
     def load(self, entry: Entry | str) -> Circuit:
         """Read a circuit; ValueError for a damaged file (the file is left as it is)."""
         entry = self.get(entry) if isinstance(entry, str) else entry
-        circuit = Circuit.load(entry.path)
+        circuit = engine.Circuit.load(entry.path)
         return circuit if circuit.meta.get("name") else replace(circuit, meta={**circuit.meta, "name": entry.name})
 
     def _reserve(self, stem: str) -> Path:

@@ -71,7 +71,8 @@ def build_network(g: nx.MultiDiGraph, height_px: int = theme.GRAPH_HEIGHT_PX):  
         "physics": {"enabled": False},
         "interaction": {"hover": True, "tooltipDelay": 80, "navigationButtons": False, "multiselect": True},
         "edges": {"selectionWidth": 2},
-        "nodes": {"font": {"size": 13}},
+        # labels sit under their node, where edges from lower layers arrive: a backing keeps them legible
+        "nodes": {"font": {"size": 13, "background": "rgba(255,255,255,0.85)"}},
     }))
     return net
 

@@ -1,4 +1,8 @@
-"""Cached loaders and computations: @st.cache_resource / @st.cache_data around the engine and renderers."""
+"""Cached loaders and computations: @st.cache_resource / @st.cache_data around the engine and renderers.
+
+Importing this module loads neither torch nor the engine's model code (`engine` resolves names on first use),
+so the app's first page draws before torch has loaded; the functions below load it when they are called.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +11,57 @@ import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
-import torch
 
 import engine
-from engine import Circuit, EvalResult, MaskedTransformer, Task
 
-from . import graph_view, pyvis_html
 from .evaluator import Evaluator
 from .library import Library
 
+if TYPE_CHECKING:
+    from engine import Circuit, EvalResult, MaskedTransformer, Task
+
 ENV_MODELS = "CIRCUIT_EXPLORER_MODELS"
-"""`name=path;name2=path2`: the models offered instead of the embedded ones (tests, custom setups)."""
+"""`name=path;name2=path2`: the models offered instead of the shipped ones (tests, custom setups)."""
 N_EXAMPLES = 96  # examples per built-in task (train; validation and test get a quarter each)
 TASK_FOR_MODEL = {"ioi": "ioi", "greater": "greater_than", "pronoun": "gendered_pronoun", "boolean": "boolean_instruction"}
+TRACR = "tracr:"  # model_choices() value of a shipped Tracr program: "tracr:<program>"
 
 
 def model_choices() -> dict[str, str]:
-    """Offered models, name -> what load_model reads: $CIRCUIT_EXPLORER_MODELS, else the embedded models."""
+    """Offered models, name -> what get_model loads: $CIRCUIT_EXPLORER_MODELS, else the embedded models
+    (the teaching IOI model first) and then the shipped Tracr programs as `tracr-<program>`. Reads folder
+    names only (no torch), so the sidebar draws at once."""
     spec = os.environ.get(ENV_MODELS, "").strip()
     if spec:
         pairs = [p.split("=", 1) if "=" in p else [Path(p).name, p] for p in spec.split(";") if p.strip()]
         return {name.strip(): path.strip() for name, path in pairs}
-    names = sorted(engine.embedded_models(), key=lambda n: ("ioi" not in n.lower(), n))  # the teaching model first
-    return {name: name for name in names}
+    names = sorted(engine.embedded_models(), key=lambda n: ("ioi" not in n.lower(), n))
+    return {**{name: name for name in names}, **{f"tracr-{p}": f"{TRACR}{p}" for p in engine.tracr_models()}}
+
+
+def tracr_program(model_name: str) -> str | None:
+    """The Tracr program behind an offered model name, or None for a language model."""
+    source = model_choices().get(model_name, model_name)
+    return source[len(TRACR):] if source.startswith(TRACR) else None
+
+
+def task_names(model_name: str) -> list[str]:
+    """Tasks a model can be pruned and evaluated on: a Tracr program has its own inputs only."""
+    program = tracr_program(model_name)
+    return [f"tracr-{program}"] if program else list(engine.TASKS)
+
+
+def prune_defaults(model_name: str) -> engine.PruneConfig:
+    """The settings the Prune form starts from: the engine's defaults, or those that recover Tracr circuits."""
+    return engine.PruneConfig() if tracr_program(model_name) is None else engine.tracr.TRACR_PRUNE
 
 
 def default_task(model_name: str) -> str:
+    if (program := tracr_program(model_name)) is not None:
+        return f"tracr-{program}"
     for key, task in TASK_FOR_MODEL.items():
         if key in model_name.lower():
             return task
@@ -42,16 +69,20 @@ def default_task(model_name: str) -> str:
 
 
 ENV_THREADS = "CIRCUIT_EXPLORER_THREADS"
-_TORCH_THREADS = torch.get_num_threads()
 SMALL_MODEL = 4096  # d_model * n_layers at or below which one intra-op thread is fastest
+_TORCH_THREADS: list[int] = []  # torch's own default, read before the first change
 
 
 def _tune_threads(model: MaskedTransformer) -> None:
     """Small models run fastest on one intra-op thread: 80 pruning steps of the embedded IOI model took
     6 s on 1 thread and 84 s on 2 on a busy 2-core machine. $CIRCUIT_EXPLORER_THREADS overrides."""
+    import torch  # noqa: PLC0415 - loaded by the model already; kept out of this module's import
+
+    if not _TORCH_THREADS:
+        _TORCH_THREADS.append(torch.get_num_threads())
     env = os.environ.get(ENV_THREADS, "").strip()
     small = model.cfg.d_model * model.cfg.n_layers <= SMALL_MODEL
-    torch.set_num_threads(int(env) if env.isdigit() and int(env) > 0 else 1 if small else _TORCH_THREADS)
+    torch.set_num_threads(int(env) if env.isdigit() and int(env) > 0 else 1 if small else _TORCH_THREADS[0])
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
@@ -61,13 +92,22 @@ def get_model(name: str) -> MaskedTransformer:
     Raises:
         ValueError: the model cannot be found or loaded (offline hub id, bad folder).
     """
-    model = engine.load_model(model_choices().get(name, name), device=None).eval().requires_grad_(False)
+    if (program := tracr_program(name)) is not None:
+        model = engine.tracr.load_tracr_model(program)[0]
+    else:
+        model = engine.load_model(model_choices().get(name, name), device=None)
+    model = model.eval().requires_grad_(False)
     _tune_threads(model)
     return model
 
 
 @st.cache_resource(max_entries=16, show_spinner="Building task…")
 def get_task(model_name: str, task_name: str, n: int = N_EXAMPLES, seed: int = 0) -> Task:
+    """A built-in task tokenized for the model, or a Tracr program's own inputs. Raises KeyError / ValueError."""
+    if (program := tracr_program(model_name)) is not None:
+        if task_name != f"tracr-{program}":
+            raise KeyError(f"the Tracr program {program!r} reads only its own inputs (task 'tracr-{program}')")
+        return engine.load_tracr(program, seed=seed)[2]  # its own sizes: every input is tested
     model = get_model(model_name)
     if model.tokenizer is None:
         raise ValueError(f"model {model_name!r} has no tokenizer files, so tasks cannot be tokenized for it")
@@ -107,12 +147,16 @@ def evaluate(model_name: str, task: Task, circuit: Circuit) -> tuple[str, EvalRe
 def graph_html(circuit_id: str, max_edges: int, title: str, state_key: str, _circuit: Circuit,
                _state: dict) -> str:
     """The circuit with every edge up to `max_edges` (the threshold is applied in the page's JavaScript)."""
+    from . import graph_view, pyvis_html  # noqa: PLC0415 - torch and networkx load after the first page
+
     g = graph_view.to_nx(_circuit, include="all", max_edges=max_edges)
     return pyvis_html.render(g, title=title, graph_id=f"g{circuit_id}-{max_edges}", state=_state)
 
 
 @st.cache_data(max_entries=16, show_spinner="Drawing graph…")
 def compare_html(key: str, title: str, _circuits: dict[str, Circuit], _legend: list) -> str:
+    from . import graph_view, pyvis_html  # noqa: PLC0415 - torch and networkx load after the first page
+
     g = graph_view.compare_nx(_circuits)
     return pyvis_html.render(g, title=title, graph_id=f"cmp-{key}", legend=_legend)
 
@@ -123,7 +167,7 @@ def library() -> Library:
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def _load(path: str, mtime: float) -> Circuit:
-    circuit = Circuit.load(path)
+    circuit = engine.Circuit.load(path)
     return circuit if circuit.meta.get("name") else replace(circuit, meta={**circuit.meta, "name": Path(path).stem})
 
 
@@ -139,7 +183,7 @@ def circuit_from_upload(data: bytes, filename: str) -> Circuit:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
-        circuit = Circuit.load_edges_json(path) if suffix == ".json" else Circuit.load(path)
+        circuit = engine.Circuit.load_edges_json(path) if suffix == ".json" else engine.Circuit.load(path)
     name = Path(filename).stem or "upload"
     return replace(circuit, meta={**circuit.meta, "name": circuit.meta.get("name") or name})
 
@@ -166,4 +210,6 @@ def learn_stage(model_name: str, task_name: str, target: float, n_steps: int) ->
 @st.cache_data(max_entries=32, show_spinner=False)
 def static_graph_html(circuit_id: str, title: str, _circuit: Circuit) -> str:
     """Only the circuit's own edges (small graphs that are redrawn as a whole)."""
+    from . import graph_view, pyvis_html  # noqa: PLC0415 - torch and networkx load after the first page
+
     return pyvis_html.render(graph_view.to_nx(_circuit), title=title, graph_id=f"s{circuit_id}")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from engine import Circuit
-
 from .jobs import PruneJob
+
+if TYPE_CHECKING:
+    from engine import Circuit
 
 # Widget keys: "<page>.<widget>".
 FRAME = "app.frame"  # set by app.py's shared sidebar: pages know they run inside the router
@@ -19,6 +21,7 @@ THRESHOLD_MODE = "circuit.mode"
 HIDE_DANGLING = "circuit.hide_dangling"
 HIGHLIGHT = "circuit.highlight"
 COMPARE_PICK = "compare.pick"
+KEPT = "app.kept"  # copies of widget values that must outlive a page switch (see kept)
 
 
 @dataclass
@@ -48,3 +51,23 @@ def get(key: str, default: object = None) -> object:
 def set_value(key: str, value: object) -> None:
     """Preset a widget's value before it is drawn (e.g. open a new result in the Circuit page)."""
     st.session_state[key] = value
+
+
+def kept(key: str, default: object, options: object = None) -> str:
+    """Give the widget `key` its value from before a page switch, else `default`; returns the key.
+
+    Streamlit drops the state of every widget a run does not draw, so a page's widgets reset when the
+    user visits another page and comes back. Call this before drawing the widget (with `key=` and no
+    default of its own), and `remember` its value after. A remembered choice no longer in `options` is dropped.
+    """
+    store = st.session_state.setdefault(KEPT, {})
+    if key not in st.session_state:
+        value = store.get(key, default)
+        if options is not None and value not in list(options):
+            value = default
+        st.session_state[key] = value
+    return key
+
+
+def remember(key: str, value: object) -> None:
+    st.session_state.setdefault(KEPT, {})[key] = value

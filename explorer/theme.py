@@ -20,8 +20,9 @@ EDGE_OPACITY = (0.25, 0.95)  # min, max opacity; scaled by score
 DIM_COLOR = "rgba(200,200,200,0.25)"  # edges not touching the highlighted node
 
 # Layout: horizontal spacing between heads, vertical spacing between layers (vis-network px).
-X_STEP = 110
+X_STEP = 110        # at least; wider for deep models (GRAPH_ASPECT)
 Y_STEP = 150
+GRAPH_ASPECT = 1.2  # width / height the layout aims at, so the fitted graph fills the frame
 GRAPH_HEIGHT_PX = 600
 IFRAME_EXTRA_PX = 70  # title and legend above the canvas
 

@@ -1,18 +1,27 @@
-"""Reusable Streamlit blocks: model/task/circuit pickers, the prune form, the live graph, progress, exports."""
+"""Reusable Streamlit blocks: model/task/circuit pickers, the prune form, the live graph, progress, exports.
+
+Torch, plotly and networkx load on first use, not on import: app.py imports this module on every page,
+and the Prune page draws its title and form before the model (and torch) have loaded.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 import engine
-from engine import Circuit, MaskedTransformer, PruneConfig, Task
 
-from . import charts, graph_view, jobs, pyvis_html, resources, state, theme
-from . import library
+from . import jobs, library, resources, state, theme
 from .library import slug as library_slug
+
+if TYPE_CHECKING:
+    from streamlit.delta_generator import DeltaGenerator
+
+    from engine import Circuit, MaskedTransformer, PruneConfig, Task
 
 OTHER_MODEL = "Other: hub id or local folder…"
 MAX_EDGES_SENT = 3000  # edges shipped to the browser at once; more only when a threshold needs them
@@ -73,16 +82,24 @@ def require_model(name: str) -> MaskedTransformer:
 
 
 def task_picker(model_name: str, key: str) -> Task | None:
-    """A built-in task or an uploaded JSONL file; problems listed with their line numbers."""
-    source = st.radio("Task", ["Built-in", "Upload JSONL"], horizontal=True, key=f"{key}.source")
+    """A built-in task or an uploaded JSONL file; problems listed with their line numbers.
+    A Tracr program offers only its own inputs. The choice survives page switches."""
+    names = resources.task_names(model_name)
+    program = resources.tracr_program(model_name)
+    source = "Built-in"
+    if program is None:
+        source = st.radio("Task", ["Built-in", "Upload JSONL"], horizontal=True,
+                          key=state.kept(f"{key}.source", "Built-in"))
+        state.remember(f"{key}.source", source)
     try:
         if source == "Built-in":
-            names = list(engine.TASKS)
-            default = resources.default_task(model_name)
-            name = st.selectbox("Built-in task", names, index=names.index(default) if default in names else 0,
-                                key=f"{key}.task.{model_name}")
-            st.caption(engine.TASKS[name].description)
-            return resources.get_task(model_name, name)
+            task_key = state.kept(f"{key}.task.{model_name}", resources.default_task(model_name), names)
+            name = st.selectbox("Task" if program else "Built-in task", names, key=task_key,
+                                disabled=len(names) == 1)
+            state.remember(task_key, name)
+            task = resources.get_task(model_name, name)
+            st.caption(engine.TASKS[name].description if name in engine.TASKS else task.description)
+            return task
         up = st.file_uploader("JSONL: one {\"clean\": \"…<predict>answer</predict>\", \"corrupted\": …} per line",
                               type=["jsonl", "json", "txt"], key=f"{key}.upload")
         if up is None:
@@ -96,33 +113,65 @@ def task_picker(model_name: str, key: str) -> Task | None:
     return None
 
 
-def prune_form(key: str = "prune") -> PruneConfig | None:
-    """Hyper-parameters with working defaults; returns a PruneConfig when submitted and valid."""
-    with st.form(f"{key}.form"):
-        c1, c2, c3 = st.columns(3)
-        steps = c1.number_input("Steps", 1, 100_000, PruneConfig.n_steps, key=f"{key}.steps")
-        sparsity = c2.number_input("Target edge sparsity", 0.0, 1.2, 0.95, 0.01, key=f"{key}.sparsity",
-                                   help="Share of edges removed; above 1 pushes as sparse as possible.")
-        batch = c3.number_input("Batch size", 1, 1024, 32, key=f"{key}.batch")
-        with st.expander("Advanced"):
-            a1, a2, a3 = st.columns(3)
-            use_nodes = a1.checkbox("Node gates", False, key=f"{key}.use_nodes")
-            node_sparsity = a1.number_input("Target node sparsity", 0.0, 1.2, 0.72, 0.01, key=f"{key}.node_sparsity")
-            warmup = a2.number_input("Warm-up steps (0 = 80% of steps)", 0, 100_000, 0, key=f"{key}.warmup")
-            lr_gates = a2.number_input("LR gates", 0.0, 100.0, PruneConfig.lr_gates, 0.1, key=f"{key}.lr_gates")
-            lr_lambdas = a3.number_input("LR Lagrange multipliers", 0.0, 100.0, PruneConfig.lr_lambdas, 0.1, key=f"{key}.lr_lambdas")
-            seed = a3.number_input("Seed", 0, 2**31 - 1, 0, key=f"{key}.seed")
-            ablation = a1.selectbox("Ablation", ["interchange", "mean", "zero"], key=f"{key}.ablation")
-        if not st.form_submit_button("Prune", type="primary"):
-            return None
+def _kept_input(draw, label: str, key: str, default: object, **kwargs: object) -> object:  # noqa: ANN001 - st.* widget
+    """Draw `draw(label, key=key, **kwargs)` with the value it had before a page switch (else `default`)."""
+    value = draw(label, key=state.kept(key, default, kwargs.get("options")), **kwargs)
+    state.remember(key, value)
+    return value
+
+
+def prune_form(model_name: str, key: str = "prune") -> PruneConfig | None:
+    """Hyper-parameters with working defaults (a Tracr program's own), remembered per model across page switches.
+    Needs no torch for the shipped language models, so it draws before the model loads.
+
+    Returns:
+        The config, or None after showing why the settings are impossible.
+    """
+    d = resources.prune_defaults(model_name)
+    k = f"{key}.{model_name}"
+    c1, c2, c3 = st.columns(3)
+    steps = _kept_input(c1.number_input, "Steps", f"{k}.steps", d.n_steps, min_value=1, max_value=100_000)
+    sparsity = _kept_input(c2.number_input, "Target edge sparsity", f"{k}.sparsity", d.edge_sparsity, min_value=0.0,
+                           max_value=1.2, step=0.01,
+                           help="Share of edges removed; above 1 pushes as sparse as possible.")
+    batch = _kept_input(c3.number_input, "Batch size", f"{k}.batch", d.batch_size, min_value=1, max_value=1024)
+    with st.expander("Advanced"):
+        a1, a2, a3 = st.columns(3)
+        use_nodes = _kept_input(a1.checkbox, "Node gates", f"{k}.use_nodes", d.node_sparsity is not None)
+        node_sparsity = _kept_input(a1.number_input, "Target node sparsity", f"{k}.node_sparsity",
+                                    d.node_sparsity or 0.72, min_value=0.0, max_value=1.2, step=0.01)
+        ablations = ["interchange", "mean", "zero"]
+        ablation = _kept_input(a1.selectbox, "Ablation", f"{k}.ablation", d.ablation, options=ablations)
+        warmup = _kept_input(a2.number_input, "Warm-up steps (0 = 80% of steps)", f"{k}.warmup", d.warmup_steps or 0,
+                             min_value=0, max_value=100_000)
+        lr_gates = _kept_input(a2.number_input, "LR gates", f"{k}.lr_gates", d.lr_gates, min_value=0.0,
+                               max_value=100.0, step=0.01, format="%.4g")
+        lr_lambdas = _kept_input(a3.number_input, "LR Lagrange multipliers", f"{k}.lr_lambdas", d.lr_lambdas,
+                                 min_value=0.0, max_value=100.0, step=0.01, format="%.4g")
+        seed = _kept_input(a3.number_input, "Seed", f"{k}.seed", d.seed, min_value=0, max_value=2**31 - 1)
     try:
-        return PruneConfig(n_steps=int(steps), batch_size=int(batch), edge_sparsity=float(sparsity),
-                           node_sparsity=float(node_sparsity) if use_nodes else None,
-                           warmup_steps=int(warmup) or None, lr_gates=float(lr_gates), lr_lambdas=float(lr_lambdas),
-                           seed=int(seed), ablation=ablation)
+        cfg = replace(d, n_steps=int(steps), batch_size=int(batch), edge_sparsity=float(sparsity),
+                      node_sparsity=float(node_sparsity) if use_nodes else None, warmup_steps=int(warmup) or None,
+                      lr_gates=float(lr_gates), lr_lambdas=float(lr_lambdas), seed=int(seed), ablation=ablation)
     except ValueError as e:
         st.error(f"Impossible settings: {e}")
         return None
+    return cfg
+
+
+def memory_estimate(slot: DeltaGenerator, model: MaskedTransformer, task: Task, cfg: PruneConfig) -> None:
+    """The engine's peak-memory estimate of one step of this run, next to what the device has free (in `slot`)."""
+    from . import memory_note  # noqa: PLC0415 - imports torch, which the first render does without
+
+    try:
+        text, fits = memory_note.note(model, task, cfg)
+    except ValueError as e:
+        slot.caption(f"No memory estimate: {e}")
+        return
+    if fits:
+        slot.caption(text)
+    else:
+        slot.warning(text + ". **This may not fit:** lower the batch size.")
 
 
 # ---- background pruning ----
@@ -144,7 +193,14 @@ def prune_progress() -> None:
         job.cancel()
         st.toast("Stopping after the current step…")
     if job.steps:
-        st.plotly_chart(charts.prune_curves(list(job.steps)), key="prune.live", config=charts.plotly_config())
+        prune_chart(list(job.steps), job.loss, key="prune.live")
+
+
+def prune_chart(steps: list, loss: str = "kl", key: str | None = None) -> None:
+    """Loss and sparsity curves of a run (the charts module loads here, after the first page)."""
+    from . import charts  # noqa: PLC0415 - torch stays out of the first render
+
+    st.plotly_chart(charts.prune_curves(steps, loss), key=key, config=charts.plotly_config())
 
 
 # ---- circuits ----
@@ -201,6 +257,8 @@ def circuit_picker(label: str = "Circuit") -> Circuit | None:
 
 def threshold_control(circuit: Circuit) -> tuple[Circuit, dict]:
     """Score / edge-count / sparsity control; returns (selection, the view the graph applies)."""
+    from . import graph_view  # noqa: PLC0415 - torch and networkx stay out of the first render
+
     cid = circuit.circuit_id
     mode = st.radio("Threshold by", ["edge count", "score", "sparsity"], horizontal=True, key=state.THRESHOLD_MODE)
     total = circuit.graph.n_edges
@@ -236,6 +294,8 @@ def live_graph(circuit: Circuit, view: dict, n_shown: int, drop: list[str], high
 
 def downloads(circuit: Circuit, selection: Circuit, view: dict, title: str, stem: str) -> None:
     """Circuit file, edges.json and the standalone graph, exactly as shown; built only when clicked."""
+    from . import pyvis_html  # noqa: PLC0415 - networkx stays out of the first render
+
     stem = library_slug(stem)
     c1, c2, c3 = st.columns(3)
     c1.download_button("Circuit file (.safetensors)", lambda: library.circuit_bytes(selection), f"{stem}.safetensors",
@@ -249,8 +309,9 @@ def downloads(circuit: Circuit, selection: Circuit, view: dict, title: str, stem
 def show_eval(result: engine.EvalResult) -> None:
     c = st.columns(4)
     c[0].metric("KL to full model (nats)", f"{result.kl:.4f}")
-    c[1].metric(f"{result.metric_name} (circuit)", f"{result.metric:.3f}")
-    c[1].caption(f"full model: {result.full_metric:.3f}")
+    if result.metric_name != "accuracy":  # an accuracy metric would repeat the next column
+        c[1].metric(f"{result.metric_name} (circuit)", f"{result.metric:.3f}")
+        c[1].caption(f"full model: {result.full_metric:.3f}")
     c[2].metric("Accuracy (circuit)", f"{result.accuracy:.1%}")
     c[2].caption(f"full model: {result.full_accuracy:.1%}")
     c[3].metric("Test examples", result.n_examples)

@@ -52,9 +52,9 @@ def _wait_for_job(at: AppTest, timeout: float = 60) -> None:
 
 def test_prune_in_background_saves_to_library(app_env):
     at = _ok(_app().run())
-    at.number_input(key="prune.steps").set_value(4)
-    at.number_input(key="prune.batch").set_value(8)
-    _ok(at.form_submit_button[0].click().run())
+    at.number_input(key="prune.tiny.steps").set_value(4)
+    at.number_input(key="prune.tiny.batch").set_value(8)
+    _ok(at.button(key="prune.run").click().run())
     _wait_for_job(at)
     assert "Saved to the library" in _text(at), _text(at)
     saved = list(Path(app_env["CIRCUIT_LIBRARY"]).glob("*.safetensors"))
@@ -68,9 +68,9 @@ def test_prune_in_background_saves_to_library(app_env):
 
 def test_cancel_stops_cleanly_and_saves_nothing(app_env):
     at = _ok(_app().run())
-    at.number_input(key="prune.steps").set_value(5000)
-    at.number_input(key="prune.batch").set_value(4)
-    _ok(at.form_submit_button[0].click().run())
+    at.number_input(key="prune.tiny.steps").set_value(5000)
+    at.number_input(key="prune.tiny.batch").set_value(4)
+    _ok(at.button(key="prune.run").click().run())
     job = at.session_state["session"].job
     t0 = time.time()
     while not job.steps and time.time() - t0 < 30:
@@ -87,8 +87,8 @@ def test_cancel_stops_cleanly_and_saves_nothing(app_env):
 
 def test_impossible_settings_and_unloadable_model(app_env):
     at = _ok(_app().run())
-    at.number_input(key="prune.lr_gates").set_value(0.0)
-    _ok(at.form_submit_button[0].click().run())
+    at.number_input(key="prune.tiny.lr_gates").set_value(0.0)
+    _ok(at.button(key="prune.run").click().run())
     assert any("Impossible settings" in e.value for e in at.error)
     # AppTest drops the entrypoint's sidebar from its tree after a rerun, so set the widgets by key.
     at.session_state["sidebar.model"] = "Other: hub id or local folder…"
@@ -161,3 +161,51 @@ def test_learn_runs_a_pruning_stage(app_env, short_lessons):
     _ok(next_stage.click().run())
     assert at.dataframe[-1].value["target"].tolist() == [0.0, 0.5]
 
+
+
+def test_prune_settings_survive_a_page_switch(app_env):
+    at = _ok(_app().run())
+    at.number_input(key="prune.tiny.steps").set_value(7)
+    at.number_input(key="prune.tiny.sparsity").set_value(0.5)
+    at.number_input(key="prune.tiny.lr_gates").set_value(0.25)
+    at.selectbox(key="prune.tiny.ablation").set_value("zero")
+    at.selectbox(key="prune.task.tiny").set_value("greater_than")
+    _ok(at.run())
+    for page in ("app_pages/circuit.py", "app_pages/learn.py", "app_pages/prune.py"):
+        _ok(at.switch_page(page).run())
+    assert at.number_input(key="prune.tiny.steps").value == 7
+    assert at.number_input(key="prune.tiny.sparsity").value == 0.5
+    assert at.number_input(key="prune.tiny.lr_gates").value == 0.25
+    assert at.selectbox(key="prune.tiny.ablation").value == "zero"
+    assert at.selectbox(key="prune.task.tiny").value == "greater_than"
+    assert at.number_input(key="prune.tiny.batch").value == 32  # untouched: still the default
+
+
+def test_memory_estimate_follows_the_batch_size(app_env):
+    at = _ok(_app().run())
+    small = next(c.value for c in at.caption if "Memory estimate" in c.value)
+    assert "batch 32" in small
+    at.number_input(key="prune.tiny.batch").set_value(512)
+    _ok(at.run())
+    big = next(c.value for c in at.caption if "Memory estimate" in c.value)
+    assert "batch 512" in big and big != small
+
+
+def test_tracr_program_prunes_with_its_own_settings(app_env, monkeypatch):
+    models = f"{app_env['CIRCUIT_EXPLORER_MODELS']};tracr-xproportion=tracr:xproportion"
+    monkeypatch.setenv("CIRCUIT_EXPLORER_MODELS", models)
+    at = _ok(_app().run())
+    at.session_state["sidebar.model"] = "tracr-xproportion"
+    _ok(at.run())
+    assert "tracr-xproportion" in _text(at) and "23 edges" in _text(at)
+    assert at.selectbox(key="prune.task.tracr-xproportion").value == "tracr-xproportion"
+    assert at.selectbox(key="prune.tracr-xproportion.ablation").value == "zero"
+    assert at.number_input(key="prune.tracr-xproportion.lr_gates").value == 0.05
+    assert any("Memory estimate" in c.value for c in at.caption)
+    at.number_input(key="prune.tracr-xproportion.steps").set_value(20)
+    _ok(at.button(key="prune.run").click().run())
+    _wait_for_job(at)
+    assert "Saved to the library" in _text(at), _text(at)
+    for page in ("app_pages/circuit.py", "app_pages/compare.py", "app_pages/prompts.py"):
+        _ok(at.switch_page(page).run())
+    assert any("Tracr program" in i.value for i in at.info)
