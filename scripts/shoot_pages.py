@@ -165,6 +165,7 @@ def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait(15)
+        shutil.rmtree(tmp, ignore_errors=True)  # the server log and the empty library it used
     print("\n".join(report))
     print("exceptions shown: " + ("yes (see above)" if failed else "none"))
     sys.exit(1 if failed else 0)
