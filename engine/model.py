@@ -19,7 +19,10 @@ from .graph import EdgeGraph
 class CorruptCache:
     """What the ablated side of every edge contributes, computed once per batch without grad.
 
-    outputs: [n_src, batch * pos * d_model]  each writer's output on the corrupted input (y~)
+    outputs: [n_chunks, n_src, chunk * d_model]  each writer's output on the corrupted input (y~),
+             token chunk by token chunk: chunk c holds tokens c * chunk ... (batch * pos flattened), so
+             the rows of one chunk are contiguous (the masked forward works a chunk at a time). The
+             last chunk may be partly used. `flat_outputs()` gives the plain [n_src, batch * pos * d_model].
     resid:   [2 * n_layers + 1, batch * pos * d_model]  the corrupted residual where each layer's
              attention, each MLP, and the final norm read (sum of y~ so far plus constant biases)
     """
@@ -27,98 +30,242 @@ class CorruptCache:
     outputs: Tensor
     resid: Tensor
     shape: tuple[int, int]  # (batch, pos)
+    chunk: int              # tokens per chunk of `outputs`
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        """(first, end) token of every chunk."""
+        n = self.shape[0] * self.shape[1]
+        return [(c, min(c + self.chunk, n)) for c in range(0, n, self.chunk)]
+
+    def flat_outputs(self) -> Tensor:
+        """[n_src, batch * pos * d_model] (a copy unless there is one chunk)."""
+        n_c, n_src, width = self.outputs.shape
+        n = self.shape[0] * self.shape[1] * (width // self.chunk)
+        return self.outputs.transpose(0, 1).reshape(n_src, n_c * width)[:, :n]
+
+
+def _chunked(flat: Tensor, chunk: int, d_model: int) -> Tensor:
+    """[rows, tokens * d_model] -> [n_chunks, rows, chunk * d_model] (CorruptCache.outputs), zeros after the last token."""
+    width = chunk * d_model
+    out = flat.new_zeros(-(-flat.shape[1] // width), flat.shape[0], width)
+    for c in range(out.shape[0]):
+        part = flat[:, c * width:(c + 1) * width]
+        out[c, :, :part.shape[1]] = part
+    return out
+
+
+class Workspace:
+    """Memory that masked forwards of one run reuse step after step (the buffer and its gradient).
+
+    Fresh multi-hundred-MB allocations every step cost page faults on a CPU on each first touch.
+    One workspace serves one forward + backward at a time: a second forward reuses the memory the
+    first one's backward still needs, so give each run (thread) its own.
+    """
+
+    def __init__(self) -> None:
+        self._tensors: dict[str, Tensor] = {}
+
+    def get(self, name: str, like: Tensor) -> Tensor:
+        """An uninitialised tensor shaped like `like`, the same memory as last time when the shape matches."""
+        t = self._tensors.get(name)
+        if t is None or t.shape != like.shape or t.dtype != like.dtype or t.device != like.device:
+            self._tensors.pop(name, None)
+            t = self._tensors[name] = torch.empty_like(like)
+        return t
 
 
 class _Buffer:
-    """Clean-minus-corrupted writer outputs, filled layer by layer, and their gradient (filled in backward)."""
+    """Clean-minus-corrupted writer outputs (chunk-major, as CorruptCache.outputs), filled layer by layer,
+    and their gradient (filled in backward).
 
-    def __init__(self, neg_corrupt: Tensor) -> None:
-        self.data = neg_corrupt   # rows become y - y~ as writers add y
+    With `overwrite` the corrupted outputs themselves become y - y~ as writers run (no copy: for a
+    cache used only once).
+    """
+
+    def __init__(self, corrupt: CorruptCache, overwrite: bool = False, workspace: Workspace | None = None) -> None:
+        self.corrupt, self.workspace = corrupt.outputs, workspace
+        if overwrite:
+            self.data = corrupt.outputs
+        else:
+            self.data = workspace.get("delta", self.corrupt) if workspace else torch.empty_like(self.corrupt)
+        self.spans, self.chunk = corrupt.spans, corrupt.chunk
+        self.d_model = corrupt.outputs.shape[2] // corrupt.chunk
         self.grad: Tensor | None = None
 
     def grad_rows(self) -> Tensor:
         if self.grad is None:
-            self.grad = torch.zeros_like(self.data)
+            self.grad = self.workspace.get("grad", self.data).zero_() if self.workspace else torch.zeros_like(self.data)
         return self.grad
+
+    def cols(self, c: int) -> slice:
+        """Chunk c's columns in a flat [.., tokens * d_model] tensor."""
+        return slice(self.spans[c][0] * self.d_model, self.spans[c][1] * self.d_model)
+
+    def delta(self, c: int, lo: int, hi: int) -> Tensor:
+        """[hi - lo, chunk tokens * d_model]: y - y~ of writers lo..hi-1 in chunk c."""
+        return self.data[c, lo:hi, :(self.spans[c][1] - self.spans[c][0]) * self.d_model]
+
+    def delta_grad(self, c: int, lo: int, hi: int) -> Tensor:
+        return self.grad_rows()[c, lo:hi, :(self.spans[c][1] - self.spans[c][0]) * self.d_model]
+
+    def write(self, start: int, y: Tensor) -> None:
+        """Rows start.. become y - y~; y: [rows, tokens * d_model]."""
+        rows = y.shape[0]
+        for c in range(len(self.spans)):
+            w = self.delta(c, start, start + rows).shape[1]
+            torch.sub(y[:, self.cols(c)], self.corrupt[c, start:start + rows, :w],
+                      out=self.data[c, start:start + rows, :w])
+
+    def written_grad(self, start: int, rows: int) -> Tensor:
+        """[rows, tokens * d_model]: the gradient of writers start..start+rows-1 (backward)."""
+        return torch.cat([self.delta_grad(c, start, start + rows) for c in range(len(self.spans))], dim=1)
+
+    def tokens_of(self, at: Tensor) -> tuple[Tensor, Tensor]:
+        """Chunk and in-chunk index of flat token indices."""
+        return torch.div(at, self.chunk, rounding_mode="floor"), at % self.chunk
 
 
 class _Write(torch.autograd.Function):
-    """Add writer outputs y into buffer rows; the returned token orders backward after every reader."""
+    """Write y - y~ of writers into their buffer rows; the returned token orders backward after every reader."""
 
     @staticmethod
     def forward(ctx, y: Tensor, prev: Tensor, buf: _Buffer, start: int, add: bool = True):  # noqa: ANN001, ANN205
         rows = y.shape[0]
         if add:  # False when a checkpointed layer is recomputed: its rows already hold y - y~
-            buf.data[start:start + rows].add_(y.reshape(rows, -1))
+            buf.write(start, y.reshape(rows, -1))
         ctx.buf, ctx.start, ctx.shape = buf, start, y.shape
         return prev.new_empty(0)
 
     @staticmethod
     def backward(ctx, _grad_token: Tensor):  # noqa: ANN001, ANN205
-        rows = ctx.shape[0]
-        grad = ctx.buf.grad_rows()[ctx.start:ctx.start + rows].view(ctx.shape)
+        grad = ctx.buf.written_grad(ctx.start, ctx.shape[0]).view(ctx.shape)
         return grad, _grad_token.new_zeros(0), None, None, None
 
 
 class _Mix(torch.autograd.Function):
-    """Reader inputs: the corrupted residual plus the kept share of every earlier writer's change.
+    """One reader's input: a base plus the kept share of the changes of writers lo..hi-1.
 
-    x[r] = base + sum_w keep_t[r, w] * delta[w], one matrix product for all readers of a layer.
-    `at` (optional, long [M]) restricts to those flattened (batch * pos) rows, e.g. answer positions;
-    then base is [M, d_model]. Backward accumulates into the buffer's gradient in place: no copies.
+    x = base + keep_t @ delta[lo:hi]; keep_t is [1, hi - lo]; x and base are flat [tokens * d_model].
+    `at` (optional, long [M]) restricts to those flattened (batch * pos) tokens, e.g. answer positions;
+    then base is [M * d_model]. Backward accumulates into the buffer's gradient in place and passes
+    the gradient on to `base` when it has one (the MLP reader's base is what _AttnReaders mixed).
     """
 
     @staticmethod
-    def forward(ctx, keep_t: Tensor, token: Tensor, base: Tensor, buf: _Buffer, n: int, at: Tensor | None):  # noqa: ANN001, ANN205
-        d_model = base.shape[-1]
-        delta = buf.data[:n]
+    def forward(ctx, keep_t: Tensor, token: Tensor, base: Tensor, buf: _Buffer, lo: int, hi: int,  # noqa: ANN001, ANN205
+                at: Tensor | None):
+        ctx.save_for_backward(keep_t)
+        ctx.buf, ctx.lo, ctx.hi, ctx.at = buf, lo, hi, at
+        base = base.reshape(-1)
         if at is not None:
-            delta = delta.view(n, -1, d_model)[:, at].reshape(n, -1)
-            base = base.reshape(-1)
-        ctx.save_for_backward(keep_t, delta if at is not None else None)
-        ctx.buf, ctx.n, ctx.at, ctx.d_model = buf, n, at, d_model
-        return torch.addmm(base, keep_t, delta)
+            return torch.addmm(base, keep_t, _gather(buf.data, buf, lo, hi, at))
+        out = base.new_empty(1, base.shape[0])
+        for c in range(len(buf.spans)):
+            cols = buf.cols(c)
+            torch.addmm(base[cols], keep_t, buf.delta(c, lo, hi), out=out[:, cols])
+        return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # noqa: ANN001, ANN205
-        keep_t, gathered = ctx.saved_tensors
-        n, at, buf = ctx.n, ctx.at, ctx.buf
-        delta = gathered if at is not None else buf.data[:n]
-        grad_keep = grad_out @ delta.T if ctx.needs_input_grad[0] else None
-        grad_rows = buf.grad_rows()[:n]
-        if at is None:
-            grad_rows.addmm_(keep_t.T, grad_out)
+        keep_t, = ctx.saved_tensors
+        lo, hi, at, buf = ctx.lo, ctx.hi, ctx.at, ctx.buf
+        need_keep = ctx.needs_input_grad[0]
+        if at is not None:
+            grad_keep = grad_out @ _gather(buf.data, buf, lo, hi, at).T if need_keep else None
+            ci, ti = buf.tokens_of(at)
+            g = (keep_t.T @ grad_out).view(hi - lo, -1, buf.d_model).transpose(0, 1)   # [M, rows, d]
+            grad = buf.grad_rows().view(len(buf.spans), -1, buf.chunk, buf.d_model)
+            grad.permute(0, 2, 1, 3)[:, :, lo:hi].index_put_((ci, ti), g, accumulate=True)
         else:
-            g = (keep_t.T @ grad_out).view(n, -1, ctx.d_model)
-            grad_rows.view(n, -1, ctx.d_model).index_add_(1, at, g)
-        return grad_keep, grad_out.new_zeros(0), None, None, None, None
+            grad_keep = keep_t.new_zeros(keep_t.shape) if need_keep else None
+            for c in range(len(buf.spans)):
+                g = grad_out[:, buf.cols(c)]
+                if grad_keep is not None:
+                    grad_keep.addmm_(g, buf.delta(c, lo, hi).T)
+                buf.delta_grad(c, lo, hi).addmm_(keep_t.T, g)
+        grad_base = grad_out.reshape(-1) if ctx.needs_input_grad[2] else None
+        return grad_keep, grad_out.new_zeros(0), grad_base, None, None, None, None
 
 
-class _MixNorm(torch.autograd.Function):
-    """`norm(_Mix(...))` for a layer's attention readers, keeping no reader input alive for backward.
+def _gather(data: Tensor, buf: _Buffer, lo: int, hi: int, at: Tensor) -> Tensor:
+    """[hi - lo, M * d_model]: rows lo..hi-1 of chunk-major `data` at flat tokens `at`."""
+    ci, ti = buf.tokens_of(at)
+    rows = data.view(len(buf.spans), -1, buf.chunk, buf.d_model)[ci, lo:hi, ti]   # [M, rows, d]
+    return rows.transpose(0, 1).reshape(hi - lo, -1)
 
-    The [readers, batch, pos, d_model] mixed inputs are the largest activations of the masked forward;
-    the norm's backward needs them, so backward recomputes them from the (unchanged) buffer rows with
-    one more matrix product instead of keeping one copy per layer.
+
+# Tokens per chunk of the masked forward (CorruptCache.chunk): a layer's [readers, chunk, d_model]
+# inputs stay about this small, so on a CPU the mix, the norm and the projection (and their backward)
+# run in cache instead of streaming whole [readers, tokens, d_model] tensors through memory several
+# times; on a GPU one big chunk keeps the kernels large. Measured with bench/step_time.py.
+CHUNK_BYTES = {"cpu": 16 * 2**20, "default": 1024 * 2**20}
+
+
+class _AttnReaders(torch.autograd.Function):
+    """q, k and v of one layer straight from the buffer, and the MLP reader's mix of the same writers.
+
+    For R attention readers (q of every head, k and v of every kv group) reading writers 0..n-1:
+        x_r = base + keep_t[r] @ delta[:n]          (the corrupted residual plus kept changes)
+        out_r = norm(x_r) @ w[r] + bias[r]          (that reader's own q, k or v projection)
+    and the MLP reader's part over the same writers, x_m = base_mlp + k_mlp @ delta[:n] (its own
+    layer's heads are added by _Mix once they are written), as row R of the same matrix product:
+    each pass reads the buffer once for all readers. Chunk by chunk, so the [R, tokens, d_model]
+    inputs never exist whole; backward recomputes each chunk (nothing of it is kept) and accumulates
+    into the buffer's gradient in place. The weights are frozen: no weight gradients.
     """
 
     @staticmethod
-    def forward(ctx, keep_t: Tensor, token: Tensor, base: Tensor, buf: _Buffer, n: int, norm):  # noqa: ANN001, ANN205
-        ctx.save_for_backward(keep_t)
-        ctx.buf, ctx.n, ctx.base, ctx.norm = buf, n, base, norm
-        return norm(torch.addmm(base, keep_t, buf.data[:n]))
+    def forward(ctx, keep_t: Tensor, k_mlp: Tensor, token: Tensor, base: Tensor, base_mlp: Tensor,  # noqa: ANN001, ANN205
+                buf: _Buffer, n: int, norm, w: Tensor, bias: Tensor):
+        R, d = keep_t.shape[0], buf.d_model
+        kk = torch.cat((keep_t, k_mlp))
+        out = w.new_empty(R, base.shape[0] // d, w.shape[-1])
+        x_mlp = base_mlp.new_empty(base_mlp.shape[0])
+        for c, (c0, c1) in enumerate(buf.spans):
+            cols = buf.cols(c)
+            x = _mix_chunk(kk, buf.delta(c, 0, n), base[cols], base_mlp[cols])
+            x_mlp[cols] = x[R]
+            out[:, c0:c1] = torch.baddbmm(bias[:, None], norm(x[:R].view(R, c1 - c0, d)), w)
+        ctx.save_for_backward(kk)
+        ctx.buf, ctx.n, ctx.base, ctx.base_mlp, ctx.norm, ctx.w = buf, n, base, base_mlp, norm, w
+        return out, x_mlp
 
     @staticmethod
-    def backward(ctx, grad_y: Tensor):  # noqa: ANN001, ANN205
-        keep_t, = ctx.saved_tensors
-        delta = ctx.buf.data[:ctx.n]
-        with torch.enable_grad():
-            x = torch.addmm(ctx.base, keep_t.detach(), delta).requires_grad_(True)
-            grad_out, = torch.autograd.grad(ctx.norm(x), x, grad_y)
-        del x
-        grad_keep = grad_out @ delta.T if ctx.needs_input_grad[0] else None
-        ctx.buf.grad_rows()[:ctx.n].addmm_(keep_t.T, grad_out)
-        return grad_keep, grad_y.new_zeros(0), None, None, None, None
+    def backward(ctx, grad_out: Tensor, grad_mlp: Tensor | None):  # noqa: ANN001, ANN205
+        kk, = ctx.saved_tensors
+        buf, n, d = ctx.buf, ctx.n, ctx.buf.d_model
+        R = kk.shape[0] - 1
+        need_keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        grad_kk = kk.new_zeros(kk.shape) if need_keep else None
+        w_t = ctx.w.transpose(1, 2)
+        for c, (c0, c1) in enumerate(buf.spans):
+            cols, delta = buf.cols(c), buf.delta(c, 0, n)
+            x = _mix_chunk(kk, delta, ctx.base[cols], ctx.base_mlp[cols])
+            with torch.enable_grad():
+                xa = x[:R].view(R, c1 - c0, d).detach().requires_grad_(True)
+                normed = ctx.norm(xa)
+            grad_normed = torch.bmm(grad_out[:, c0:c1], w_t)
+            x[:R] = torch.autograd.grad(normed, xa, grad_normed)[0].view(R, -1)   # x now holds the gradient
+            del xa, normed
+            if grad_mlp is None:
+                x[R] = 0
+            else:
+                x[R] = grad_mlp[cols]
+            if grad_kk is not None:
+                grad_kk.addmm_(x, delta.T)
+            buf.delta_grad(c, 0, n).addmm_(kk.T, x)
+        grad_mlp_base = grad_mlp if ctx.needs_input_grad[4] else None
+        return (None if grad_kk is None else grad_kk[:R], None if grad_kk is None else grad_kk[R:],
+                grad_out.new_zeros(0), None, grad_mlp_base, None, None, None, None, None)
+
+
+def _mix_chunk(kk: Tensor, delta: Tensor, base: Tensor, base_mlp: Tensor) -> Tensor:
+    """[R + 1, cols]: rows 0..R-1 = base + keep @ delta, row R = base_mlp + k_mlp @ delta."""
+    x = kk @ delta
+    x[:-1] += base
+    x[-1] += base_mlp
+    return x
 
 
 def _norm(x: Tensor, w: Tensor | None, b: Tensor | None, cfg: ModelConfig) -> Tensor:
@@ -128,11 +275,6 @@ def _norm(x: Tensor, w: Tensor | None, b: Tensor | None, cfg: ModelConfig) -> Te
         xf = x.float()
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + cfg.norm_eps)).to(x.dtype) * w
     return x
-
-
-def _reader_norm(x: Tensor, shape: tuple[int, ...], w: Tensor, bias: Tensor, cfg: ModelConfig) -> Tensor:
-    """[readers, batch * pos * d_model] -> normed [readers, batch, pos, d_model]."""
-    return _norm(x.view(shape), w, bias, cfg)
 
 
 def _rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -223,20 +365,28 @@ class MaskedTransformer(nn.Module):
         x: [1, batch, pos, d_model] (every reader sees the same input: the plain model) or
            [n_heads + 2 * kv_heads, batch, pos, d_model] (one input per q, k and v reader).
         """
-        _, b, n, d = x.shape
         h, kv = self.cfg.n_heads, self.cfg.kv_heads
         if x.shape[0] == 1:
             q, k, v = _proj(x, blk.W_Q, blk.b_Q), _proj(x, blk.W_K, blk.b_K), _proj(x, blk.W_V, blk.b_V)
         else:  # one batched product; splitting the small outputs (not the inputs) keeps backward copy-free
-            w = torch.cat((blk.W_Q, blk.W_K, blk.W_V))
-            bias = torch.cat((blk.b_Q, blk.b_K, blk.b_V))
-            q, k, v = _proj(x, w, bias).split((h, kv, kv), dim=1)
+            q, k, v = _proj(x, *self._qkv_weights(blk)).split((h, kv, kv), dim=1)
+        return self._attend(blk, q, k, v, rope)
+
+    @staticmethod
+    def _qkv_weights(blk: nn.Module) -> tuple[Tensor, Tensor]:
+        """W [n_heads + 2 * kv_heads, d_model, d_head] and bias of every q, k and v reader, in reader order."""
+        return torch.cat((blk.W_Q, blk.W_K, blk.W_V)), torch.cat((blk.b_Q, blk.b_K, blk.b_V))
+
+    def _attend(self, blk: nn.Module, q: Tensor, k: Tensor, v: Tensor, rope: tuple | None) -> Tensor:
+        """q [batch, n_heads, pos, d_head], k and v [batch, kv_heads, pos, d_head] -> per-head outputs
+        [n_heads, batch, pos, d_model]."""
+        b, _, n, _ = q.shape
         if rope is not None:
             q, k = _rotary(q, *rope), _rotary(k, *rope)
         z = F.scaled_dot_product_attention(q, k, v, is_causal=self.cfg.is_causal, scale=self.cfg.attn_scale,
                                            enable_gqa=self.cfg.kv_heads != self.cfg.n_heads)
         z = z.transpose(0, 1).reshape(self.cfg.n_heads, b * n, -1)    # [heads, batch * pos, d_head]
-        return torch.bmm(z, blk.W_O).view(self.cfg.n_heads, b, n, d)
+        return torch.bmm(z, blk.W_O).view(self.cfg.n_heads, b, n, self.cfg.d_model)
 
     def _mlp(self, blk: nn.Module, x: Tensor) -> Tensor:
         x = _norm(x, blk.ln2_w, blk.ln2_b, self.cfg)
@@ -257,9 +407,20 @@ class MaskedTransformer(nn.Module):
         """The unmodified model; with record=True also every writer's output and the residuals readers see."""
         b, n = tokens.shape
         writers = self._embed(tokens)
-        resid, outs, snaps = writers.sum(0), [writers] if record else [], []
+        resid, snaps = writers.sum(0), []
+        chunk, d = min(self._chunk_tokens(), b * n), self.cfg.d_model
+        outs = writers.new_zeros(-(-b * n // chunk), self.graph.n_src, chunk * d) if record else None
+        spans = [(c, min(c + chunk, b * n)) for c in range(0, b * n, chunk)]
+
+        def put(start: int, y: Tensor) -> None:  # writer outputs [rows, batch, pos, d] into their chunk rows
+            y = y.reshape(y.shape[0], -1)
+            for c, (c0, c1) in enumerate(spans):
+                outs[c, start:start + y.shape[0], :(c1 - c0) * d] = y[:, c0 * d:c1 * d]
+
         rope = self._rope(n)
-        for blk in self.blocks:
+        if record:
+            put(0, writers)
+        for layer, blk in enumerate(self.blocks):
             snaps.append(resid)
             with gathered(blk):
                 x = _norm(resid, blk.ln1_w, blk.ln1_b, self.cfg)[None]
@@ -269,13 +430,19 @@ class MaskedTransformer(nn.Module):
                 mlp = self._mlp(blk, resid)
             resid = resid + mlp
             if record:
-                outs += [heads, mlp[None]]
+                start = self.graph.n_src_before(layer)
+                put(start, heads)
+                put(start + self.cfg.n_heads, mlp[None])
         snaps.append(resid)
         if not record:
             return resid, None
-        flat = lambda t: t.reshape(t.shape[0], -1)  # noqa: E731
-        cache = CorruptCache(torch.cat([flat(o) for o in outs]), flat(torch.stack(snaps)), (b, n))
-        return resid, cache
+        return resid, CorruptCache(outs, torch.stack(snaps).reshape(len(snaps), -1), (b, n), chunk)
+
+    def _chunk_tokens(self) -> int:
+        """Tokens per chunk of the masked forward on this device (see CHUNK_BYTES)."""
+        rows = self.cfg.n_heads + 2 * self.cfg.kv_heads + 1
+        budget = CHUNK_BYTES.get(self.device.type, CHUNK_BYTES["default"])
+        return max(1, budget // (rows * self.cfg.d_model * self.dtype.itemsize))
 
     @torch.no_grad()
     def corrupt_cache(self, tokens: Tensor, ablation: str = "interchange") -> CorruptCache:
@@ -287,23 +454,25 @@ class MaskedTransformer(nn.Module):
             return cache
         b, n = cache.shape
         if ablation == "zero":
-            outs = torch.zeros_like(cache.outputs)
+            outs = cache.outputs.new_zeros(self.graph.n_src, b * n * self.cfg.d_model)
         elif ablation == "mean":
-            outs = cache.outputs.view(cache.outputs.shape[0], b, -1).mean(1, keepdim=True).expand(-1, b, -1)
-            outs = outs.reshape(cache.outputs.shape[0], -1)
+            outs = cache.flat_outputs().view(self.graph.n_src, b, -1).mean(1, keepdim=True).expand(-1, b, -1)
+            outs = outs.reshape(self.graph.n_src, -1)
         else:
             raise ValueError(f"unknown ablation {ablation!r}; choose from ['interchange', 'mean', 'zero']")
-        return CorruptCache(outs.contiguous(), self._resid_from(outs, cache), (b, n))
+        return CorruptCache(_chunked(outs, cache.chunk, self.cfg.d_model), self._resid_from(outs, b * n),
+                            (b, n), cache.chunk)
 
-    def _resid_from(self, outs: Tensor, cache: CorruptCache) -> Tensor:
-        """Residual snapshots for substituted writer outputs: their running sums plus the constant biases."""
+    def _resid_from(self, outs: Tensor, n_tokens: int) -> Tensor:
+        """Residual snapshots for substituted writer outputs [n_src, tokens * d_model]: their running
+        sums plus the constant biases."""
         g = self.graph
         snaps, run = [], outs[: len(g.input_nodes)].sum(0)
         for layer, blk in enumerate(self.blocks):
             snaps.append(run)
             start = g.n_src_before(layer)
             with gathered(blk):
-                bias = blk.b_O.repeat(cache.shape[0] * cache.shape[1])
+                bias = blk.b_O.repeat(n_tokens)
             run = run + outs[start:start + self.cfg.n_heads].sum(0) + bias
             snaps.append(run)
             run = run + outs[start + self.cfg.n_heads]
@@ -321,18 +490,22 @@ class MaskedTransformer(nn.Module):
     # ---------------------------------------------------------------- the edge-masked model
     def _layer(self, layer: int, corrupt: CorruptCache, buf: _Buffer, rope: tuple | None,
                k_attn: Tensor, k_mlp: Tensor, token: Tensor, add: bool = True) -> Tensor:
-        """One masked layer: mix its attention readers, write its heads, mix its MLP reader, write the MLP."""
+        """One masked layer: its attention readers (and the MLP reader's share of earlier writers) in one
+        pass over the buffer, its heads written, its MLP reader completed with them, the MLP written."""
         blk, cfg, (b, n) = self.blocks[layer], self.cfg, corrupt.shape
-        n_src, h, d = self.graph.n_src_before(layer), cfg.n_heads, cfg.d_model
-        norm = partial(_reader_norm, shape=(-1, b, n, d), w=blk.ln1_w, bias=blk.ln1_b, cfg=cfg)
-        x = _MixNorm.apply(k_attn, token, corrupt.resid[2 * layer], buf, n_src, norm)
-        heads = self._heads(blk, x, rope)
+        n_src, h, kv = self.graph.n_src_before(layer), cfg.n_heads, cfg.kv_heads
+        norm = partial(_norm, w=blk.ln1_w, b=blk.ln1_b, cfg=cfg)
+        qkv, x_mlp = _AttnReaders.apply(k_attn, k_mlp[:, :n_src], token, corrupt.resid[2 * layer],
+                                        corrupt.resid[2 * layer + 1], buf, n_src, norm, *self._qkv_weights(blk))
+        q, k, v = qkv.view(h + 2 * kv, b, n, -1).transpose(0, 1).split((h, kv, kv), dim=1)
+        heads = self._attend(blk, q, k, v, rope)
         token = _Write.apply(heads, token, buf, n_src, add)
-        x = _Mix.apply(k_mlp, token, corrupt.resid[2 * layer + 1], buf, n_src + h, None)
-        return _Write.apply(self._mlp(blk, x.view(b, n, d))[None], token, buf, n_src + h, add)
+        x = _Mix.apply(k_mlp[:, n_src:], token, x_mlp, buf, n_src, n_src + h, None)
+        return _Write.apply(self._mlp(blk, x.view(b, n, cfg.d_model))[None], token, buf, n_src + h, add)
 
     def forward(self, tokens: Tensor, keep: Tensor | None = None, corrupt: CorruptCache | None = None,
-                positions: Tensor | None = None, checkpoint: bool | None = None) -> Tensor:
+                positions: Tensor | None = None, checkpoint: bool | None = None,
+                overwrite_corrupt: bool = False, workspace: Workspace | None = None) -> Tensor:
         """Logits with every edge gated: reader r sees h~_r + sum_w keep[w, r] * (y_w - y~_w).
 
         Args:
@@ -342,6 +515,9 @@ class MaskedTransformer(nn.Module):
             positions: long [batch, K] positions to return logits for (-1 = padding slot); None = all.
             checkpoint: keep no layer activations for backward; recompute each layer there (engine/checkpoint.py).
                 None = `self.checkpoint_layers` (chosen at load time). Always on for FSDP-sharded blocks.
+            overwrite_corrupt: the caller never uses `corrupt` again, so its writer outputs are
+                overwritten with the clean-minus-corrupted changes instead of copied (one less copy in memory).
+            workspace: memory to reuse from the previous step of the same run (see Workspace).
         Returns:
             logits [batch, pos, vocab] or [batch, K, vocab].
         """
@@ -355,7 +531,7 @@ class MaskedTransformer(nn.Module):
             raise ValueError(f"corrupted cache is for shape {corrupt.shape}, tokens are {(b, n)}")
         g, cfg, d = self.graph, self.cfg, self.cfg.d_model
         keep = keep.to(self.dtype)
-        buf = _Buffer(corrupt.outputs.neg())
+        buf = _Buffer(corrupt, overwrite_corrupt, workspace)
         token = _Write.apply(self._embed(tokens), keep.new_empty(0), buf, 0)
         rope = self._rope(n)
         checkpoint = self.checkpoint_layers if checkpoint is None else checkpoint
@@ -369,8 +545,8 @@ class MaskedTransformer(nn.Module):
                 token = run(k_attn, k_mlp, token)
         final = corrupt.resid[-1].view(b * n, d)
         if positions is None:
-            x = _Mix.apply(keep[:, -1:].T, token, final.reshape(-1), buf, g.n_src, None)
+            x = _Mix.apply(keep[:, -1:].T, token, final.reshape(-1), buf, 0, g.n_src, None)
             return self._unembed(x.view(b, n, d))
         at = (torch.arange(b, device=self.device)[:, None] * n + positions.to(self.device).clamp(min=0)).flatten()
-        x = _Mix.apply(keep[:, -1:].T, token, final[at], buf, g.n_src, at)
+        x = _Mix.apply(keep[:, -1:].T, token, final[at], buf, 0, g.n_src, at)
         return self._unembed(x.view(b, -1, d))

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -18,7 +18,7 @@ from .circuit import Circuit
 from .config import PruneConfig
 from .masks import HardConcreteGates, deterministic
 from .metrics import kl_div
-from .model import CorruptCache, MaskedTransformer
+from .model import CorruptCache, MaskedTransformer, Workspace
 from .runtime import seed_everything
 from .tasks.base import Task, TaskData
 
@@ -63,6 +63,7 @@ class _Batch:
     cache: CorruptCache
     target: Tensor       # reference logits (or outputs) at the scored positions [batch, K, vocab]
     valid: Tensor        # bool [batch, K]
+    once: bool = False   # made for one step only: the masked forward may overwrite `cache`
 
 
 class _Batches:
@@ -101,8 +102,8 @@ class _Batches:
 
     def get(self, step: int) -> _Batch:
         epoch, i = divmod(step, self.n_batches)
-        if self.cached is None:  # a fresh shuffle every epoch
-            return self._make(self._perm(epoch), i)
+        if self.cached is None:  # a fresh shuffle every epoch; the batch is used once
+            return replace(self._make(self._perm(epoch), i), once=True)
         # fixed batches (cached once), visited in a new order every epoch
         j = int(torch.randperm(self.n_batches, generator=torch.Generator().manual_seed(self.cfg.seed + epoch))[i])
         if j not in self.cached:
@@ -195,9 +196,9 @@ def prune(model: MaskedTransformer, task: Task, cfg: PruneConfig,
     if ckpt is not None and ckpt.is_file():
         start = load_checkpoint(ckpt, state, (opt_gates, opt_lambdas), cfg)
         log.info("resumed from %s at step %d", ckpt, start)
-    t0 = time.perf_counter()
+    t0, workspace = time.perf_counter(), Workspace()
     for step in range(start, cfg.n_steps):
-        entry = _step(model, task, cfg, state, (opt_gates, opt_lambdas), batches.get(step), step)
+        entry = _step(model, task, cfg, state, (opt_gates, opt_lambdas), batches.get(step), step, workspace)
         entry = StepLog(**{**asdict(entry), "elapsed_s": time.perf_counter() - t0})
         plog.steps.append(entry)
         if not torch.isfinite(torch.tensor(entry.loss)):
@@ -217,9 +218,11 @@ def prune(model: MaskedTransformer, task: Task, cfg: PruneConfig,
 
 
 def _step(model: MaskedTransformer, task: Task, cfg: PruneConfig, state: _State,
-          opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer], batch: _Batch, step: int) -> StepLog:
+          opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer], batch: _Batch, step: int,
+          workspace: Workspace | None = None) -> StepLog:
     keep, _ = state.keep()
-    out = model(batch.data.clean, keep, batch.cache, batch.data.positions)
+    out = model(batch.data.clean, keep, batch.cache, batch.data.positions, overwrite_corrupt=batch.once,
+                workspace=workspace)
     fit = output_loss(task.loss, batch.target, out, batch.valid).mean()
     t_edge = _target(cfg.edge_sparsity, step, cfg.warmup)
     s_edge = state.edges.expected_sparsity()

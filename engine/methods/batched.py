@@ -53,7 +53,7 @@ def batched_logits(model: MaskedTransformer, tokens: Tensor, keeps: Tensor, corr
     b, n = tokens.shape
     d, n_c, h = cfg.d_model, keeps.shape[0], cfg.n_heads
     keeps = keeps.to(model.device, model.dtype)
-    delta = corrupt.outputs.neg().unsqueeze(0).repeat(n_c, 1, 1)  # rows become y - y~ as writers run
+    delta = corrupt.flat_outputs().neg().unsqueeze(0).repeat(n_c, 1, 1)  # rows become y - y~ as writers run
     emb = model._embed(tokens)
     delta[:, : emb.shape[0]] += emb.reshape(emb.shape[0], -1)
     rope = model._rope(n)

@@ -5,8 +5,17 @@ from pathlib import Path
 import pytest
 import torch
 
+import engine.model as model_module
 from engine.weights import load_model
 from tests.conftest import save_gpt2
+
+
+@pytest.fixture(autouse=True, params=["one chunk", "small chunks"])
+def chunking(request, monkeypatch):
+    """Every test runs with the whole batch as one chunk and with many small ones (last one partial)."""
+    if request.param == "small chunks":
+        monkeypatch.setitem(model_module.CHUNK_BYTES, "cpu", 900)  # 4 tokens at d8 (2 heads), 1 at d40
+    return request.param
 
 
 def _hf(path: Path):
@@ -132,3 +141,56 @@ def test_unloadable_models_give_clear_errors(tmp_path):
         load_model(str(tmp_path))
     with pytest.raises(ValueError, match="no such model folder"):
         load_model(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["plain", "checkpointed"])
+def test_chunking_changes_nothing(tmp_path, monkeypatch, checkpoint):
+    """Outputs and gate gradients are the same whatever the chunk size (the last chunk partly used)."""
+    path = save_gpt2(tmp_path, 3, 2, 8, vocab=50, seed=5)
+    model = load_model(str(path), device="cpu").double()
+    x, xc = _tokens(12, (3, 7)), _tokens(13, (3, 7))
+    pos = torch.tensor([[6, 2], [5, -1], [0, 6]])
+    results = []
+    for budget in (10**9, 900, 1):   # one chunk; 2 tokens per chunk (11 chunks); 1 token per chunk
+        monkeypatch.setitem(model_module.CHUNK_BYTES, "cpu", budget)
+        cache = model.corrupt_cache(xc)
+        keep = (torch.rand(model.graph.n_src, model.graph.n_dst, dtype=torch.float64,
+                           generator=torch.Generator().manual_seed(3)) * model.graph.real_edges).requires_grad_(True)
+        full = model(x, keep, cache, checkpoint=checkpoint)
+        out = model(x, keep, cache, pos, checkpoint=checkpoint)
+        (out.pow(2).sum() + full.sin().sum()).backward()
+        results.append((cache.chunk, full.detach(), out.detach(), keep.grad))
+    assert [r[0] for r in results] == [21, 2, 1]
+    for _, full, out, grad in results[1:]:
+        torch.testing.assert_close(full, results[0][1])
+        torch.testing.assert_close(out, results[0][2])
+        torch.testing.assert_close(grad, results[0][3])
+
+
+def test_overwrite_corrupt_gives_the_same_result(pair):
+    model, _ = pair
+    x, xc = _tokens(14), _tokens(15)
+    keep = torch.rand(model.graph.n_src, model.graph.n_dst, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        want = model(x, keep, model.corrupt_cache(xc))
+        got = model(x, keep, model.corrupt_cache(xc), overwrite_corrupt=True)
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("ablation", ["zero", "mean"])
+def test_ablations_match_their_definition(pair, ablation):
+    """All edges ablated = the model run on the ablated writer outputs, for every chunking."""
+    model, _ = pair
+    x = _tokens(16)
+    cache = model.corrupt_cache(x, ablation)
+    flat = cache.flat_outputs()
+    if ablation == "zero":
+        assert float(flat.abs().max()) == 0.0
+    else:
+        clean = model.corrupt_cache(x).flat_outputs().view(flat.shape[0], x.shape[0], -1)
+        torch.testing.assert_close(flat.view_as(clean), clean.mean(1, keepdim=True).expand_as(clean))
+    keep = model.graph.real_edges.float() * 0
+    with torch.no_grad():
+        out = model(x, keep, cache)
+    final = cache.resid[-1].view(*x.shape, -1)
+    torch.testing.assert_close(out, model._unembed(final))
