@@ -42,6 +42,33 @@ def invariants(device: str, dtype: torch.dtype, n_layer: int, d: int) -> tuple[f
     return kept, ablated, plain
 
 
+def chunking(device: str) -> tuple[int, float, float]:
+    """Max |difference| of outputs and gate gradients between one chunk and small chunks (GPT-2-small shape)."""
+    import engine.model as M
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    folder = tempfile.mkdtemp()
+    GPT2LMHeadModel(GPT2Config(n_layer=12, n_head=12, n_embd=768, vocab_size=50257)).save_pretrained(folder)
+    model = load_model(folder, device=device, dtype=torch.float32)
+    x = torch.randint(0, 50257, (8, 20), device=device)
+    xc = torch.randint(0, 50257, (8, 20), device=device)
+    pos = torch.full((8, 1), 19, device=device)
+    la = torch.randn(model.graph.n_src, model.graph.n_dst, generator=torch.Generator().manual_seed(0)) * 3
+    results, kind = [], torch.device(device).type
+    for budget in (M.CHUNK_BYTES.get(kind, M.CHUNK_BYTES["default"]), 4 * 2**20):
+        old = dict(M.CHUNK_BYTES)
+        M.CHUNK_BYTES[kind] = budget
+        cache = model.corrupt_cache(xc)
+        M.CHUNK_BYTES.clear()
+        M.CHUNK_BYTES.update(old)
+        keep = (torch.sigmoid(la) * model.graph.real_edges).to(device).requires_grad_(True)
+        out = model(x, keep, cache, pos)
+        out.float().logsumexp(-1).sum().backward()
+        results.append((cache.chunk, out.detach().float(), keep.grad.float()))
+    (_, o1, g1), (chunk, o2, g2) = results
+    return chunk, (o1 - o2).abs().max().item(), ((g1 - g2).abs().max() / g1.abs().max()).item()
+
+
 def embedded_run(device: str, steps: int) -> str:
     model = load_model("ioi-2l", device=device, dtype=torch.float32)
     task = get_task("ioi", model.tokenizer, n=256, seed=0, n_ctx=model.cfg.n_ctx)
@@ -70,6 +97,9 @@ def main() -> None:
         for dtype in dtypes:
             k, a, p = invariants(args.device, dtype, n_layer, d)
             print(f"| {label} | {str(dtype)[6:]} | {k:.2e} | {a:.2e} | {p:.2e} |", flush=True)
+    chunk, d_out, d_grad = chunking(args.device)
+    print(f"\nchunking (GPT-2-small shape, batch 8): {chunk}-token chunks vs one chunk: max |output difference| "
+          f"{d_out:.2e}, max gate-gradient difference {d_grad:.2e} of the largest", flush=True)
     print("\n| run | wall-clock | result |\n|---|---|---|")
     print(embedded_run(args.device, args.steps), flush=True)
 

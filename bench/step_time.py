@@ -56,6 +56,9 @@ def _sync(device: str) -> None:
 
 
 def _peak_start(device: str):  # noqa: ANN202
+    """CUDA: the allocator's exact peak, from after a warm-up step. CPU: resident memory sampled every
+    millisecond from before the warm-up step, because memory freed by the warm-up stays resident (the
+    C allocator keeps it for reuse), so a later start would miss what the step itself needs."""
     gc.collect()
     if device == "cuda":
         torch.cuda.synchronize()
@@ -83,9 +86,10 @@ def run_plain(shape: str, batch: int, steps: int, device: str) -> dict:
     def step() -> None:
         model.zero_grad(set_to_none=True)
         model(x, labels=x).loss.backward()
+    base = _peak_start(device) if device == "cpu" else None  # CPU: from before the warm-up (see _peak_start)
     step()
     model.zero_grad(set_to_none=True)
-    base = _peak_start(device)
+    base = base or _peak_start(device)
     t0 = CLOCK()
     for _ in range(steps):
         step()
@@ -123,8 +127,9 @@ def run_prune(shape: str, batch: int, steps: int, device: str, cache: str = "non
     task = _task(shape, batch)
     target_mb = batch * SHAPES[shape]["vocab_size"] * 4 / 2**20
     budget = {"none": 0.0, "targets": target_mb * 1.5, "all": 1e9}[cache]
+    base = _peak_start(device) if device == "cpu" else None
     prune(model, task, PruneConfig(n_steps=2, batch_size=batch, cache_budget_mb=budget))
-    base = _peak_start(device)
+    base = base or _peak_start(device)
     times = []
     cfg = PruneConfig(n_steps=steps + 1, batch_size=batch, cache_budget_mb=budget)
     prune(model, task, cfg, on_step=lambda s: times.append(CLOCK()) and None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -66,13 +65,16 @@ class Workspace:
     def __init__(self) -> None:
         self._tensors: dict[str, Tensor] = {}
 
-    def get(self, name: str, like: Tensor) -> Tensor:
-        """An uninitialised tensor shaped like `like`, the same memory as last time when the shape matches."""
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """An uninitialised tensor, the same memory as last time when shape, dtype and device match."""
         t = self._tensors.get(name)
-        if t is None or t.shape != like.shape or t.dtype != like.dtype or t.device != like.device:
+        if t is None or t.shape != shape or t.dtype != dtype or t.device != device:
             self._tensors.pop(name, None)
-            t = self._tensors[name] = torch.empty_like(like)
+            t = self._tensors[name] = torch.empty(shape, dtype=dtype, device=device)
         return t
+
+    def like(self, name: str, t: Tensor) -> Tensor:
+        return self.get(name, t.shape, t.dtype, t.device)
 
 
 class _Buffer:
@@ -88,14 +90,14 @@ class _Buffer:
         if overwrite:
             self.data = corrupt.outputs
         else:
-            self.data = workspace.get("delta", self.corrupt) if workspace else torch.empty_like(self.corrupt)
+            self.data = workspace.like("delta", self.corrupt) if workspace else torch.empty_like(self.corrupt)
         self.spans, self.chunk = corrupt.spans, corrupt.chunk
         self.d_model = corrupt.outputs.shape[2] // corrupt.chunk
         self.grad: Tensor | None = None
 
     def grad_rows(self) -> Tensor:
         if self.grad is None:
-            self.grad = self.workspace.get("grad", self.data).zero_() if self.workspace else torch.zeros_like(self.data)
+            self.grad = self.workspace.like("grad", self.data).zero_() if self.workspace else torch.zeros_like(self.data)
         return self.grad
 
     def cols(self, c: int) -> slice:
@@ -403,13 +405,18 @@ class MaskedTransformer(nn.Module):
         return _norm(x, self.lnf_w, self.lnf_b, self.cfg) @ self.W_U + self.b_U
 
     # ---------------------------------------------------------------- the plain model
-    def _plain(self, tokens: Tensor, record: bool) -> tuple[Tensor, CorruptCache | None]:
-        """The unmodified model; with record=True also every writer's output and the residuals readers see."""
+    def _plain(self, tokens: Tensor, record: bool, workspace: Workspace | None = None) -> tuple[Tensor, CorruptCache | None]:
+        """The unmodified model; with record=True also every writer's output and the residuals readers see
+        (the outputs in `workspace` memory when given)."""
         b, n = tokens.shape
         writers = self._embed(tokens)
         resid, snaps = writers.sum(0), []
-        chunk, d = min(self._chunk_tokens(), b * n), self.cfg.d_model
-        outs = writers.new_zeros(-(-b * n // chunk), self.graph.n_src, chunk * d) if record else None
+        chunk, d = self._chunk_tokens(b * n), self.cfg.d_model
+        outs = None
+        if record:
+            shape = (-(-b * n // chunk), self.graph.n_src, chunk * d)
+            outs = workspace.get("corrupt", shape, self.dtype, self.device) if workspace else writers.new_empty(shape)
+            outs[-1, :, (b * n - (shape[0] - 1) * chunk) * d:] = 0   # after the last token
         spans = [(c, min(c + chunk, b * n)) for c in range(0, b * n, chunk)]
 
         def put(start: int, y: Tensor) -> None:  # writer outputs [rows, batch, pos, d] into their chunk rows
@@ -438,17 +445,21 @@ class MaskedTransformer(nn.Module):
             return resid, None
         return resid, CorruptCache(outs, torch.stack(snaps).reshape(len(snaps), -1), (b, n), chunk)
 
-    def _chunk_tokens(self) -> int:
-        """Tokens per chunk of the masked forward on this device (see CHUNK_BYTES)."""
+    def _chunk_tokens(self, n_tokens: int) -> int:
+        """Tokens per chunk of the masked forward on this device (see CHUNK_BYTES), balanced so the
+        last chunk is (nearly) full."""
         rows = self.cfg.n_heads + 2 * self.cfg.kv_heads + 1
         budget = CHUNK_BYTES.get(self.device.type, CHUNK_BYTES["default"])
-        return max(1, budget // (rows * self.cfg.d_model * self.dtype.itemsize))
+        most = max(1, budget // (rows * self.cfg.d_model * self.dtype.itemsize))
+        n_chunks = -(-n_tokens // most)
+        return -(-n_tokens // n_chunks)
 
     @torch.no_grad()
-    def corrupt_cache(self, tokens: Tensor, ablation: str = "interchange") -> CorruptCache:
+    def corrupt_cache(self, tokens: Tensor, ablation: str = "interchange", workspace: Workspace | None = None) -> CorruptCache:
         """Writer outputs and residuals on the corrupted input (interchange ablation); `zero` keeps
-        only the constant biases; `mean` averages each position over the batch of `tokens`."""
-        _, cache = self._plain(tokens.to(self.device), record=True)
+        only the constant biases; `mean` averages each position over the batch of `tokens`.
+        With a `workspace` the outputs reuse its memory: the cache is then valid until the next call."""
+        _, cache = self._plain(tokens.to(self.device), record=True, workspace=workspace)
         assert cache is not None
         if ablation == "interchange":
             return cache

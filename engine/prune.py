@@ -75,8 +75,8 @@ class _Batches:
     forward and backward instead of three forwards and a backward.
     """
 
-    def __init__(self, model: MaskedTransformer, data: TaskData, cfg: PruneConfig) -> None:
-        self.model, self.data, self.cfg = model, data, cfg
+    def __init__(self, model: MaskedTransformer, data: TaskData, cfg: PruneConfig, workspace: Workspace) -> None:
+        self.model, self.data, self.cfg, self.workspace = model, data, cfg, workspace
         self.bs = min(cfg.batch_size, len(data))
         self.n_batches = max(1, len(data) // self.bs)
         g, c, n = model.graph, model.cfg, len(data)
@@ -95,7 +95,9 @@ class _Batches:
         keys = idx.tolist()
         known = self.targets is not None and all(k in self.targets for k in keys)
         target = torch.stack([self.targets[k] for k in keys]) if known else None  # type: ignore[index]
-        batch = make_batch(self.model, self.data.select(idx), self.cfg.ablation, target)
+        one_step = self.cached is None   # its corrupted cache lives in the run's workspace until the next batch
+        batch = make_batch(self.model, self.data.select(idx), self.cfg.ablation, target,
+                           self.workspace if one_step else None)
         if self.targets is not None and not known:
             self.targets.update(zip(keys, batch.target))
         return batch
@@ -113,11 +115,11 @@ class _Batches:
 
 @torch.no_grad()
 def make_batch(model: MaskedTransformer, data: TaskData, ablation: str = "interchange",
-               target: Tensor | None = None) -> _Batch:
+               target: Tensor | None = None, workspace: Workspace | None = None) -> _Batch:
     """Everything a step needs that does not depend on the gates, computed once without grad."""
     data = data.to(model.device)
     source = data.clean if ablation == "mean" else data.corrupt
-    cache = model.corrupt_cache(source, ablation)
+    cache = model.corrupt_cache(source, ablation, workspace)
     if target is None:
         target = model.reference_forward(data.clean, data.positions)
     return _Batch(data, cache, target, data.positions >= 0)
@@ -191,12 +193,13 @@ def prune(model: MaskedTransformer, task: Task, cfg: PruneConfig,
     torch.manual_seed(cfg.seed)
     state = _State(model, cfg, gen, init_log_alpha).to(model.device)
     opt_gates, opt_lambdas = state.optimizers(cfg)
-    batches, plog, start = _Batches(model, task.split("train"), cfg), PruneLog(), 0
+    workspace = Workspace()
+    batches, plog, start = _Batches(model, task.split("train"), cfg, workspace), PruneLog(), 0
     ckpt = Path(checkpoint_dir) / "checkpoint.safetensors" if checkpoint_dir else None
     if ckpt is not None and ckpt.is_file():
         start = load_checkpoint(ckpt, state, (opt_gates, opt_lambdas), cfg)
         log.info("resumed from %s at step %d", ckpt, start)
-    t0, workspace = time.perf_counter(), Workspace()
+    t0 = time.perf_counter()
     for step in range(start, cfg.n_steps):
         entry = _step(model, task, cfg, state, (opt_gates, opt_lambdas), batches.get(step), step, workspace)
         entry = StepLog(**{**asdict(entry), "elapsed_s": time.perf_counter() - t0})

@@ -194,3 +194,23 @@ def test_ablations_match_their_definition(pair, ablation):
         out = model(x, keep, cache)
     final = cache.resid[-1].view(*x.shape, -1)
     torch.testing.assert_close(out, model._unembed(final))
+
+
+def test_workspace_memory_is_reused_and_changes_nothing(pair):
+    from engine.model import Workspace
+    model, _ = pair
+    x, xc = _tokens(17), _tokens(18)
+    keep = (torch.rand(model.graph.n_src, model.graph.n_dst, generator=torch.Generator().manual_seed(5))
+            * model.graph.real_edges).requires_grad_(True)
+    model(x, keep, model.corrupt_cache(xc)).sum().backward()
+    want, want_grad = model(x, keep, model.corrupt_cache(xc)).detach(), keep.grad.clone()
+    ws, ptrs = Workspace(), set()
+    for _ in range(2):   # the second step reuses the first one's memory
+        keep.grad = None
+        cache = model.corrupt_cache(xc, workspace=ws)
+        ptrs.add(cache.outputs.data_ptr())
+        out = model(x, keep, cache, overwrite_corrupt=True, workspace=ws)
+        out.sum().backward()
+        torch.testing.assert_close(out.detach(), want)
+        torch.testing.assert_close(keep.grad, want_grad)
+    assert len(ptrs) == 1
