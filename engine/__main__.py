@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,18 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
         p.add_argument("--task-seed", type=int, default=0)
 
 
+SMALL_MODEL = 4096  # d_model * n_layers at or below which one intra-op thread is fastest (as the app's rule)
+
+
+def _tune_threads(model) -> None:  # noqa: ANN001
+    """One intra-op thread for a small model on CPU, unless OMP_NUM_THREADS says otherwise: on the shared 2-core
+    machine, pruning the embedded IOI model (1000 steps) took 452 s wall on torch's default 2 threads and 148 s
+    on one (bench/prune_ioi.py, assets/MODELS.md)."""
+    if model.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ \
+            and model.cfg.d_model * model.cfg.n_layers <= SMALL_MODEL:
+        torch.set_num_threads(1)
+
+
 def _task(args: argparse.Namespace, model):  # noqa: ANN001, ANN202
     if model.tokenizer is None:
         raise ValueError(f"model {args.model!r} has no tokenizer files; cannot read text data")
@@ -45,6 +58,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                       node_sparsity=args.node_sparsity, warmup_steps=args.warmup, lr_gates=args.lr,
                       lr_lambdas=args.lr_lambdas or PruneConfig.lr_lambdas, seed=args.seed, ablation=args.ablation)
     ctx, model = load_for_prune(args)  # torchrun: joins the process group, FSDP-shards the model
+    _tune_threads(model)
     task = _task(args, model)
     init = None
     if args.init != "open":  # warm start from attribution scores (the paper's suggested hybrid)
@@ -94,6 +108,7 @@ def _load_circuit(spec: str, model) -> Circuit:  # noqa: ANN001
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device)
+    _tune_threads(model)
     task = _task(args, model)
     circuit = _load_circuit(args.circuit, model)
     if args.threshold is not None:
