@@ -19,7 +19,7 @@ from .config import PruneConfig
 from .masks import HardConcreteGates, deterministic
 from .metrics import kl_div
 from .model import CorruptCache, MaskedTransformer, Workspace
-from .runtime import seed_everything
+from .runtime import keep_freed_memory, seed_everything
 from .tasks.base import Task, TaskData
 
 log = logging.getLogger(__name__)
@@ -191,6 +191,8 @@ def prune(model: MaskedTransformer, task: Task, cfg: PruneConfig,
     """
     gen = seed_everything(cfg.seed)
     torch.manual_seed(cfg.seed)
+    if model.device.type == "cpu":
+        keep_freed_memory()   # else every step page-faults its temporaries afresh (engine/runtime.py)
     state = _State(model, cfg, gen, init_log_alpha).to(model.device)
     opt_gates, opt_lambdas = state.optimizers(cfg)
     workspace = Workspace()
