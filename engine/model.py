@@ -145,12 +145,39 @@ class _Write(torch.autograd.Function):
         return grad, _grad_token.new_zeros(0), None, None, None
 
 
+class _WriteAt(torch.autograd.Function):
+    """_Write for writers computed only at tokens `at` (unique flat indices; y: [rows, M, d_model]).
+
+    The last layer when only answer positions are scored: its rows elsewhere are never read.
+    """
+
+    @staticmethod
+    def forward(ctx, y: Tensor, prev: Tensor, buf: _Buffer, start: int, at: Tensor):  # noqa: ANN001, ANN205
+        ci, ti = buf.tokens_of(at)
+        rows = slice(start, start + y.shape[0])
+        old = _by_token(buf.corrupt, buf)[ci, ti, rows]
+        _by_token(buf.data, buf)[ci, ti, rows] = y.transpose(0, 1) - old
+        ctx.buf, ctx.rows, ctx.at = buf, rows, at
+        return prev.new_empty(0)
+
+    @staticmethod
+    def backward(ctx, _grad_token: Tensor):  # noqa: ANN001, ANN205
+        ci, ti = ctx.buf.tokens_of(ctx.at)
+        grad = _by_token(ctx.buf.grad_rows(), ctx.buf)[ci, ti, ctx.rows].transpose(0, 1)
+        return grad, _grad_token.new_zeros(0), None, None, None
+
+
+def _by_token(t: Tensor, buf: _Buffer) -> Tensor:
+    """Chunk-major [n_chunks, n_src, chunk * d_model] viewed as [n_chunks, chunk, n_src, d_model]."""
+    return t.view(len(buf.spans), -1, buf.chunk, buf.d_model).permute(0, 2, 1, 3)
+
+
 class _Mix(torch.autograd.Function):
     """One reader's input: a base plus the kept share of the changes of writers lo..hi-1.
 
     x = base + keep_t @ delta[lo:hi]; keep_t is [1, hi - lo]; x and base are flat [tokens * d_model].
     `at` (optional, long [M]) restricts to those flattened (batch * pos) tokens, e.g. answer positions;
-    then base is [M * d_model]. Backward accumulates into the buffer's gradient in place and passes
+    then base is [M * d_model] and keep_t may have several rows (readers), each [M * d_model] out. Backward accumulates into the buffer's gradient in place and passes
     the gradient on to `base` when it has one (the MLP reader's base is what _AttnReaders mixed).
     """
 
@@ -186,7 +213,7 @@ class _Mix(torch.autograd.Function):
                 if grad_keep is not None:
                     grad_keep.addmm_(g, buf.delta(c, lo, hi).T)
                 buf.delta_grad(c, lo, hi).addmm_(keep_t.T, g)
-        grad_base = grad_out.reshape(-1) if ctx.needs_input_grad[2] else None
+        grad_base = grad_out.sum(0) if ctx.needs_input_grad[2] else None
         return grad_keep, grad_out.new_zeros(0), grad_base, None, None, None, None
 
 
@@ -264,7 +291,7 @@ class _AttnReaders(torch.autograd.Function):
 
 def _mix_chunk(kk: Tensor, delta: Tensor, base: Tensor, base_mlp: Tensor) -> Tensor:
     """[R + 1, cols]: rows 0..R-1 = base + keep @ delta, row R = base_mlp + k_mlp @ delta."""
-    x = kk @ delta
+    x = kk * delta if kk.shape[1] == 1 else kk @ delta   # layer 0 reads one writer: BLAS is slow at K=1
     x[:-1] += base
     x[-1] += base_mlp
     return x
@@ -514,6 +541,35 @@ class MaskedTransformer(nn.Module):
         x = _Mix.apply(k_mlp[:, n_src:], token, x_mlp, buf, n_src, n_src + h, None)
         return _Write.apply(self._mlp(blk, x.view(b, n, cfg.d_model))[None], token, buf, n_src + h, add)
 
+    def _last_layer_at(self, corrupt: CorruptCache, buf: _Buffer, rope: tuple | None, k_attn: Tensor,
+                       k_mlp: Tensor, token: Tensor, at: Tensor) -> Tensor:
+        """The last layer when only tokens `at` (unique, flat) are scored: k and v at every token (queries
+        attend to them), but queries, heads and the MLP only at `at`. Nothing else reads its outputs."""
+        layer = self.cfg.n_layers - 1
+        blk, cfg, (b, n), g = self.blocks[layer], self.cfg, corrupt.shape, self.graph
+        n_src, h, kv, d = g.n_src_before(layer), cfg.n_heads, cfg.kv_heads, cfg.d_model
+        norm = partial(_norm, w=blk.ln1_w, b=blk.ln1_b, cfg=cfg)
+        kv_out, _ = _AttnReaders.apply(k_attn[h:], k_mlp[:, :n_src], token, corrupt.resid[2 * layer],
+                                       corrupt.resid[2 * layer + 1], buf, n_src, norm,
+                                       torch.cat((blk.W_K, blk.W_V)), torch.cat((blk.b_K, blk.b_V)))
+        k, v = kv_out.view(2 * kv, b, n, -1).transpose(0, 1).split((kv, kv), dim=1)   # [b, kv, n, d_head]
+        base = corrupt.resid[2 * layer].view(b * n, d)[at]
+        x_q = _Mix.apply(k_attn[:h], token, base, buf, 0, n_src, at).view(h, -1, d)
+        q = torch.baddbmm(blk.b_Q[:, None], norm(x_q), blk.W_Q).transpose(0, 1)[:, :, None]  # [M, h, 1, d_head]
+        bi, pi = torch.div(at, n, rounding_mode="floor"), at % n
+        if rope is not None:
+            q = _rotary(q, rope[0][pi][:, None, None], rope[1][pi][:, None, None])
+            k = _rotary(k, *rope)
+        mask = (torch.arange(n, device=at.device) <= pi[:, None]) if cfg.is_causal else torch.ones(
+            len(at), n, dtype=torch.bool, device=at.device)
+        z = F.scaled_dot_product_attention(q, k[bi], v[bi], attn_mask=mask[:, None, None], scale=cfg.attn_scale,
+                                           enable_gqa=kv != h)                            # [M, h, 1, d_head]
+        heads = torch.bmm(z[:, :, 0].transpose(0, 1), blk.W_O)                            # [h, M, d]
+        token = _WriteAt.apply(heads, token, buf, n_src, at)
+        base = corrupt.resid[2 * layer + 1].view(b * n, d)[at]
+        x = _Mix.apply(k_mlp, token, base, buf, 0, n_src + h, at)
+        return _WriteAt.apply(self._mlp(blk, x.view(1, -1, d)), token, buf, n_src + h, at)
+
     def forward(self, tokens: Tensor, keep: Tensor | None = None, corrupt: CorruptCache | None = None,
                 positions: Tensor | None = None, checkpoint: bool | None = None,
                 overwrite_corrupt: bool = False, workspace: Workspace | None = None) -> Tensor:
@@ -546,18 +602,23 @@ class MaskedTransformer(nn.Module):
         token = _Write.apply(self._embed(tokens), keep.new_empty(0), buf, 0)
         rope = self._rope(n)
         checkpoint = self.checkpoint_layers if checkpoint is None else checkpoint
+        at = None if positions is None else (
+            torch.arange(b, device=self.device)[:, None] * n + positions.to(self.device).clamp(min=0)).flatten()
         for layer, blk in enumerate(self.blocks):
             n_src, cols, m_col = g.n_src_before(layer), g.attn_dst_slice(layer), g.mlp_dst_index(layer)
             k_attn, k_mlp = keep[:n_src, cols].T, keep[:n_src + cfg.n_heads, m_col:m_col + 1].T
             run = partial(self._layer, layer, corrupt, buf, rope)
-            if checkpoint or is_sharded(blk):  # a sharded block's gathered weights must not outlive its use
+            if is_sharded(blk):  # a sharded block's gathered weights must not outlive its use
+                token = recompute_in_backward(run, partial(gathered, blk), k_attn, k_mlp, token)
+            elif at is not None and layer == cfg.n_layers - 1:  # only the scored tokens matter after here
+                token = self._last_layer_at(corrupt, buf, rope, k_attn, k_mlp, token, torch.unique(at))
+            elif checkpoint:   # (the last layer above keeps little: activations at the scored tokens only)
                 token = recompute_in_backward(run, partial(gathered, blk), k_attn, k_mlp, token)
             else:
                 token = run(k_attn, k_mlp, token)
         final = corrupt.resid[-1].view(b * n, d)
-        if positions is None:
+        if at is None:
             x = _Mix.apply(keep[:, -1:].T, token, final.reshape(-1), buf, 0, g.n_src, None)
             return self._unembed(x.view(b, n, d))
-        at = (torch.arange(b, device=self.device)[:, None] * n + positions.to(self.device).clamp(min=0)).flatten()
         x = _Mix.apply(keep[:, -1:].T, token, final[at], buf, 0, g.n_src, at)
         return self._unembed(x.view(b, -1, d))
