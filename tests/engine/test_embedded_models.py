@@ -14,15 +14,11 @@ from engine.tasks.base import tokenize
 from engine.tasks.sampling import sample_examples
 
 MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
-BOOLEAN_FLOOR = 0.6  # well above chance (0.5); the measured numbers are in assets/MODELS.md
-# The shipped Boolean model misses the 85% target (see assets/MODELS.md): the target is
-# kept as an expected failure, and what the model does reach is checked as a floor.
-BELOW_TARGET = pytest.mark.xfail(reason="boolean-4l is below the 85% target; see assets/MODELS.md", strict=False)
+# The targets: 95% on IOI, Greater-Than and Pronoun, 85% on Boolean Expressions in each prompt
+# style (few-shot with the task's k, engine/tasks/data/boolean.json); measured numbers in assets/MODELS.md.
 TARGETS = [("ioi-2l", "ioi", 0.95), ("ioi-2l", "ioi_t1", 0.95), ("greater-than-2l", "greater_than", 0.95),
            ("pronoun-2l", "gendered_pronoun", 0.95),
-           pytest.param("boolean-4l", "boolean_instruction", 0.85, marks=BELOW_TARGET),
-           pytest.param("boolean-4l", "boolean_fewshot", 0.85, marks=BELOW_TARGET),
-           ("boolean-4l", "boolean_instruction", BOOLEAN_FLOOR), ("boolean-4l", "boolean_fewshot", BOOLEAN_FLOOR)]
+           ("boolean-4l", "boolean_instruction", 0.85), ("boolean-4l", "boolean_fewshot", 0.85)]
 MODEL_NAMES = ["ioi-2l", "greater-than-2l", "pronoun-2l", "boolean-4l"]
 N_TEST = 200
 SEED = 20_000  # not a seed the training script uses
