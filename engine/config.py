@@ -72,7 +72,7 @@ class PruneConfig:
     node_sparsity: float | None = None  # target share of writer nodes removed; None = no node gates
     warmup_steps: int | None = None     # target ramps linearly from 0 over these steps; None = 80% of n_steps
     lr_gates: float = 0.1         # Adam lr of the gate logits; the authors use 0.8, which saturates gates (tied scores)
-    lr_lambdas: float = 0.1       # Adam lr of the Lagrange multipliers (gradient ascent); the authors: 0.8
+    lr_lambdas: float = 1.0       # Adam lr of the Lagrange multipliers (gradient ascent); the authors: 0.8
     init_log_alpha: float = 10.0  # every gate starts open, as the authors (normal around this, std 0.01)
     init_std: float = 0.01
     ablation: Literal["interchange", "zero", "mean"] = "interchange"
