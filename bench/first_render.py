@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.app_server import free_port, launch, stop  # noqa: E402
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -33,26 +37,8 @@ TITLE = "Prune: find a circuit"
 MILESTONES = ("listening", "title", "form", "complete")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_app(root: Path, port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    log = open(log_path, "w")
-    return subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=root, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return launch(root, port, {**os.environ, **env}, open(log_path, "w"))
 
 
 def one_run(browser, root: Path, tmp: Path, timeout_s: float) -> dict[str, float]:

@@ -48,10 +48,16 @@ def _chunked(flat: Tensor, chunk: int, d_model: int) -> Tensor:
     """[rows, tokens * d_model] -> [n_chunks, rows, chunk * d_model] (CorruptCache.outputs), zeros after the last token."""
     width = chunk * d_model
     out = flat.new_zeros(-(-flat.shape[1] // width), flat.shape[0], width)
+    _put_rows(out, 0, flat)
+    return out
+
+
+def _put_rows(out: Tensor, start: int, flat: Tensor) -> None:
+    """Copy flat [rows, tokens * d_model] into rows start.. of chunk-major `out`."""
+    width = out.shape[2]
     for c in range(out.shape[0]):
         part = flat[:, c * width:(c + 1) * width]
-        out[c, :, :part.shape[1]] = part
-    return out
+        out[c, start:start + flat.shape[0], :part.shape[1]] = part
 
 
 class Workspace:
@@ -202,10 +208,8 @@ class _Mix(torch.autograd.Function):
         need_keep = ctx.needs_input_grad[0]
         if at is not None:
             grad_keep = grad_out @ _gather(buf.data, buf, lo, hi, at).T if need_keep else None
-            ci, ti = buf.tokens_of(at)
             g = (keep_t.T @ grad_out).view(hi - lo, -1, buf.d_model).transpose(0, 1)   # [M, rows, d]
-            grad = buf.grad_rows().view(len(buf.spans), -1, buf.chunk, buf.d_model)
-            grad.permute(0, 2, 1, 3)[:, :, lo:hi].index_put_((ci, ti), g, accumulate=True)
+            _by_token(buf.grad_rows(), buf)[:, :, lo:hi].index_put_(buf.tokens_of(at), g, accumulate=True)
         else:
             grad_keep = keep_t.new_zeros(keep_t.shape) if need_keep else None
             for c in range(len(buf.spans)):
@@ -220,8 +224,7 @@ class _Mix(torch.autograd.Function):
 def _gather(data: Tensor, buf: _Buffer, lo: int, hi: int, at: Tensor) -> Tensor:
     """[hi - lo, M * d_model]: rows lo..hi-1 of chunk-major `data` at flat tokens `at`."""
     ci, ti = buf.tokens_of(at)
-    rows = data.view(len(buf.spans), -1, buf.chunk, buf.d_model)[ci, lo:hi, ti]   # [M, rows, d]
-    return rows.transpose(0, 1).reshape(hi - lo, -1)
+    return _by_token(data, buf)[ci, ti, lo:hi].transpose(0, 1).reshape(hi - lo, -1)
 
 
 # Tokens per chunk of the masked forward (CorruptCache.chunk): a layer's [readers, chunk, d_model]
@@ -444,12 +447,9 @@ class MaskedTransformer(nn.Module):
             shape = (-(-b * n // chunk), self.graph.n_src, chunk * d)
             outs = workspace.get("corrupt", shape, self.dtype, self.device) if workspace else writers.new_empty(shape)
             outs[-1, :, (b * n - (shape[0] - 1) * chunk) * d:] = 0   # after the last token
-        spans = [(c, min(c + chunk, b * n)) for c in range(0, b * n, chunk)]
 
         def put(start: int, y: Tensor) -> None:  # writer outputs [rows, batch, pos, d] into their chunk rows
-            y = y.reshape(y.shape[0], -1)
-            for c, (c0, c1) in enumerate(spans):
-                outs[c, start:start + y.shape[0], :(c1 - c0) * d] = y[:, c0 * d:c1 * d]
+            _put_rows(outs, start, y.reshape(y.shape[0], -1))
 
         rope = self._rope(n)
         if record:

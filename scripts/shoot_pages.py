@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.app_server import free_port, launch  # noqa: E402
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -49,19 +53,11 @@ def app_pages(app: Path = ROOT / "app.py") -> list[tuple[str, str, str]]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_app(tmp: Path) -> tuple[subprocess.Popen, str]:
     """The app on a free port, with an empty circuit library in `tmp` (the user's library is left alone)."""
     port = free_port()
     env = {**os.environ, "CIRCUIT_LIBRARY": str(tmp / "library")}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=open(tmp / "server.log", "w"), stderr=subprocess.STDOUT)
+    proc = launch(ROOT, port, env, open(tmp / "server.log", "w"))
     for _ in range(1200):
         try:
             socket.create_connection(("127.0.0.1", port), 0.1).close()

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import pytest
 
 from . import tiny_setup
 from .conftest import env_for_subprocess
+from scripts.app_server import free_port, launch, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -25,12 +23,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
@@ -46,20 +38,14 @@ def server(tiny_env: dict[str, str], tmp_path: Path):
         tiny_setup.make_examples(tiny_env["CIRCUIT_EXPLORER_MODELS"].split("=", 1)[1], tmp_path / "examples")
     else:
         tiny_setup.make_examples(ioi, tmp_path / "examples", ioi)
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "server.log", "w")
     t0 = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env_for_subprocess(env), stdout=log, stderr=subprocess.STDOUT)
+    proc = launch(ROOT, port, env_for_subprocess(env), log)
     try:
         yield f"http://localhost:{port}", t0
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import torch.multiprocessing as mp
 from engine import Circuit, PruneConfig, distributed, prune
 from engine.config import ModelConfig
 from engine.weights import build, load_model
+from scripts.app_server import free_port
 from tests.conftest import save_gpt2
 
 CFG = dict(n_steps=16, batch_size=8, edge_sparsity=0.6, warmup_steps=8, seed=5, init_log_alpha=1.0)
@@ -20,12 +20,6 @@ CFG = dict(n_steps=16, batch_size=8, edge_sparsity=0.6, warmup_steps=8, seed=5, 
 # difference is the reduction order of the batch mean (one mean of 8 vs the average of two means of 4),
 # which Adam's normalisation can amplify for gates whose gradient is near zero.
 SCORE_ATOL = 1e-4
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, model_cfg: dict, state: dict, task, out: str) -> None:  # noqa: ANN001
@@ -53,7 +47,7 @@ def test_two_processes_find_the_single_process_circuit(deep_checkpoint: Path, ti
     model = load_model(str(deep_checkpoint), device="cpu")
     single, _ = prune(model, tiny_task, PruneConfig(**CFG))
     out = tmp_path / "circuit.safetensors"
-    args = (2, _free_port(), model.cfg.to_dict(), model.state_dict(), tiny_task, str(out))
+    args = (2, free_port(), model.cfg.to_dict(), model.state_dict(), tiny_task, str(out))
     mp.spawn(_worker, args=args, nprocs=2, join=True)
     multi = Circuit.load(out)
     assert multi.graph.same_as(single.graph)
