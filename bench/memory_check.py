@@ -50,7 +50,7 @@ def child(case: str, batch: int, seq: int, checkpoint: bool) -> dict:
     r2 = _rss()
     _step(model, batch, seq, checkpoint)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    est = estimate(cfg, batch, seq, torch.float32, checkpoint=checkpoint)
+    est = estimate(cfg, batch, seq, torch.float32, checkpoint=checkpoint, device="cpu")
     return {"case": case, "batch": batch, "seq": seq, "checkpoint": checkpoint,
             "weights_measured": r1 - r0, "weights_est": est.weights,
             "step_measured": peak - r2, "step_est": est.total - est.weights}

@@ -85,25 +85,32 @@ def graph_size(cfg: ModelConfig) -> tuple[int, int]:
 def layer_activations(cfg: ModelConfig, rows: int, size: int) -> int:
     """Bytes one masked layer saves for backward; rows = batch * seq_len.
 
-    The weights are frozen, so a projection saves nothing of its input. Saved: the norm's input of
-    every attention reader (q per head, k and v per k/v head; fp32 for RMSNorm), the rotated q/k and v
-    and the attention output, the MLP reader's norm input, and the d_mlp intermediates of the MLP.
+    The weights are frozen, so a projection saves nothing of its input, and the attention readers'
+    inputs are mixed again in backward unless kept (kept_inputs). Saved: the q/k/v outputs and the
+    attention output, the MLP reader's norm input (fp32 for RMSNorm), and the d_mlp intermediates of the MLP.
     """
     d, h, kv, dh, dm = cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.d_head, cfg.d_mlp
     norm_size = 4 if cfg.norm == "rmsnorm" else size
-    readers = h + 2 * kv
-    attn = readers * d * norm_size + (readers + h) * dh * size
+    attn = (2 * h + 2 * kv) * dh * size
     mlp = d * norm_size + (3 if cfg.mlp == "swiglu" else 1) * dm * size
     return rows * (attn + mlp)
 
 
+def kept_inputs(cfg: ModelConfig, rows: int, size: int, device: str) -> int:
+    """Bytes of the attention readers' mixed inputs kept from forward to backward on this device type."""
+    from .model import kept_input_rows
+    return sum(kept_input_rows(cfg, rows * cfg.d_model * size, device).values()) * rows * cfg.d_model * size
+
+
 def backward_transient(cfg: ModelConfig, rows: int, size: int) -> int:
-    """Gradients alive at once in a layer's backward: two of its attention readers' inputs (normed, mixed)."""
+    """Alive at once in a layer's backward: two copies of its attention readers' inputs (mixed, normed;
+    an upper bound: on a CPU they are one token chunk at a time)."""
     return 2 * rows * (cfg.n_heads + 2 * cfg.kv_heads) * cfg.d_model * max(size, 4 if cfg.norm == "rmsnorm" else size)
 
 
 def estimate(cfg: ModelConfig, batch: int, seq_len: int, dtype: torch.dtype | str = torch.float32,
-             n_gpus: int = 1, checkpoint: bool | None = None, n_positions: int = 1) -> MemoryEstimate:
+             n_gpus: int = 1, checkpoint: bool | None = None, n_positions: int = 1,
+             device: str = "cuda") -> MemoryEstimate:
     """Peak bytes per device of one pruning step.
 
     Args:
@@ -114,6 +121,7 @@ def estimate(cfg: ModelConfig, batch: int, seq_len: int, dtype: torch.dtype | st
         n_gpus: processes of a torchrun/FSDP run; blocks are sharded, gates and data-parallel batch split.
         checkpoint: per-layer activation checkpointing; None = on when n_gpus > 1 (FSDP needs it).
         n_positions: answer positions scored per example (logits are computed there only).
+        device: device type ("cuda", "cpu", ...); it decides how many reader inputs are kept for backward.
     Returns:
         a MemoryEstimate (bytes).
     Raises:
@@ -132,6 +140,7 @@ def estimate(cfg: ModelConfig, batch: int, seq_len: int, dtype: torch.dtype | st
     # CorruptCache (outputs + residual snapshots) + buffer data (y - y~) + buffer gradient
     buffers = (3 * n_src + 2 * cfg.n_layers + 1) * rows * cfg.d_model * size
     saved = layer_activations(cfg, rows, size) * (1 if checkpoint else cfg.n_layers)
+    saved += 0 if checkpoint else kept_inputs(cfg, rows, size, device)
     activations = saved + backward_transient(cfg, rows, size)
     gates = GATE_COPIES * n_src * n_dst * 4
     logits = 6 * local * n_positions * cfg.vocab_out * 4

@@ -233,6 +233,25 @@ def _gather(data: Tensor, buf: _Buffer, lo: int, hi: int, at: Tensor) -> Tensor:
 # times; on a GPU one big chunk keeps the kernels large. Measured with bench/step_time.py.
 CHUNK_BYTES = {"cpu": 16 * 2**20, "default": 1024 * 2**20}
 
+# Bytes of mixed reader inputs kept from forward to backward (top layers first); the rest are mixed again.
+KEEP_INPUT_BYTES = {"cpu": 512 * 2**20, "default": 0}
+
+
+def kept_input_rows(cfg: ModelConfig, row_bytes: int, device_type: str, last_at: bool = True) -> dict[int, int]:
+    """{layer: rows} of the layers whose _AttnReaders inputs are kept from forward to backward instead of
+    mixed again: the top layers (not layer 0, whose mix is one cheap product) within the device's
+    KEEP_INPUT_BYTES. rows = the layer's attention readers + the MLP row (k and v only in the last layer
+    when only answer positions are scored, `last_at`); row_bytes = one row over every token."""
+    budget, kept = KEEP_INPUT_BYTES.get(device_type, KEEP_INPUT_BYTES["default"]), {}
+    for layer in range(cfg.n_layers - 1, 0, -1):
+        last = last_at and layer == cfg.n_layers - 1
+        rows = (2 * cfg.kv_heads if last else cfg.n_heads + 2 * cfg.kv_heads) + 1
+        if rows * row_bytes > budget:
+            break
+        budget -= rows * row_bytes
+        kept[layer] = rows
+    return kept
+
 
 class _AttnReaders(torch.autograd.Function):
     """q, k and v of one layer straight from the buffer, and the MLP reader's mix of the same writers.
@@ -249,18 +268,19 @@ class _AttnReaders(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, keep_t: Tensor, k_mlp: Tensor, token: Tensor, base: Tensor, base_mlp: Tensor,  # noqa: ANN001, ANN205
-                buf: _Buffer, n: int, norm, w: Tensor, bias: Tensor):
+                buf: _Buffer, n: int, norm, w: Tensor, bias: Tensor, kept: Tensor | None = None):
         R, d = keep_t.shape[0], buf.d_model
         kk = torch.cat((keep_t, k_mlp))
         out = w.new_empty(R, base.shape[0] // d, w.shape[-1])
         x_mlp = base_mlp.new_empty(base_mlp.shape[0])
         for c, (c0, c1) in enumerate(buf.spans):
             cols = buf.cols(c)
-            x = _mix_chunk(kk, buf.delta(c, 0, n), base[cols], base_mlp[cols])
+            x = _mix_chunk(kk, buf.delta(c, 0, n), base[cols], base_mlp[cols],
+                           None if kept is None else kept[c, :, :(c1 - c0) * d])
             x_mlp[cols] = x[R]
             out[:, c0:c1] = torch.baddbmm(bias[:, None], norm(x[:R].view(R, c1 - c0, d)), w)
         ctx.save_for_backward(kk)
-        ctx.buf, ctx.n, ctx.base, ctx.base_mlp, ctx.norm, ctx.w = buf, n, base, base_mlp, norm, w
+        ctx.buf, ctx.n, ctx.base, ctx.base_mlp, ctx.norm, ctx.w, ctx.kept = buf, n, base, base_mlp, norm, w, kept
         return out, x_mlp
 
     @staticmethod
@@ -273,7 +293,10 @@ class _AttnReaders(torch.autograd.Function):
         w_t = ctx.w.transpose(1, 2)
         for c, (c0, c1) in enumerate(buf.spans):
             cols, delta = buf.cols(c), buf.delta(c, 0, n)
-            x = _mix_chunk(kk, delta, ctx.base[cols], ctx.base_mlp[cols])
+            if ctx.kept is None:
+                x = _mix_chunk(kk, delta, ctx.base[cols], ctx.base_mlp[cols])
+            else:   # kept from the forward: no second mix
+                x = ctx.kept[c, :, :(c1 - c0) * d]
             with torch.enable_grad():
                 xa = x[:R].view(R, c1 - c0, d).detach().requires_grad_(True)
                 normed = ctx.norm(xa)
@@ -289,12 +312,15 @@ class _AttnReaders(torch.autograd.Function):
             buf.delta_grad(c, 0, n).addmm_(kk.T, x)
         grad_mlp_base = grad_mlp if ctx.needs_input_grad[4] else None
         return (None if grad_kk is None else grad_kk[:R], None if grad_kk is None else grad_kk[R:],
-                grad_out.new_zeros(0), None, grad_mlp_base, None, None, None, None, None)
+                grad_out.new_zeros(0), None, grad_mlp_base, None, None, None, None, None, None)
 
 
-def _mix_chunk(kk: Tensor, delta: Tensor, base: Tensor, base_mlp: Tensor) -> Tensor:
-    """[R + 1, cols]: rows 0..R-1 = base + keep @ delta, row R = base_mlp + k_mlp @ delta."""
-    x = kk * delta if kk.shape[1] == 1 else kk @ delta   # layer 0 reads one writer: BLAS is slow at K=1
+def _mix_chunk(kk: Tensor, delta: Tensor, base: Tensor, base_mlp: Tensor, out: Tensor | None = None) -> Tensor:
+    """[R + 1, cols]: rows 0..R-1 = base + keep @ delta, row R = base_mlp + k_mlp @ delta (into `out` when given)."""
+    if kk.shape[1] == 1:   # layer 0 reads one writer: BLAS is slow at K=1
+        x = torch.mul(kk, delta, out=out) if out is not None else kk * delta
+    else:
+        x = torch.mm(kk, delta, out=out) if out is not None else kk @ delta
     x[:-1] += base
     x[-1] += base_mlp
     return x
@@ -481,6 +507,17 @@ class MaskedTransformer(nn.Module):
         n_chunks = -(-n_tokens // most)
         return -(-n_tokens // n_chunks)
 
+    def _kept_inputs(self, corrupt: CorruptCache, last_at: bool, workspace: Workspace | None) -> dict[int, Tensor]:
+        """Memory for the mixed inputs kept for backward (kept_input_rows): {layer: [n_chunks, rows, chunk * d_model]}."""
+        n_chunks, width = corrupt.outputs.shape[::2]
+        kept = {}
+        for layer, rows in kept_input_rows(self.cfg, n_chunks * width * self.dtype.itemsize, self.device.type,
+                                           last_at).items():
+            shape = (n_chunks, rows, width)
+            kept[layer] = (workspace.get(f"kept{layer}", shape, self.dtype, self.device) if workspace
+                           else torch.empty(shape, dtype=self.dtype, device=self.device))
+        return kept
+
     @torch.no_grad()
     def corrupt_cache(self, tokens: Tensor, ablation: str = "interchange", workspace: Workspace | None = None) -> CorruptCache:
         """Writer outputs and residuals on the corrupted input (interchange ablation); `zero` keeps
@@ -527,14 +564,14 @@ class MaskedTransformer(nn.Module):
 
     # ---------------------------------------------------------------- the edge-masked model
     def _layer(self, layer: int, corrupt: CorruptCache, buf: _Buffer, rope: tuple | None,
-               k_attn: Tensor, k_mlp: Tensor, token: Tensor, add: bool = True) -> Tensor:
+               k_attn: Tensor, k_mlp: Tensor, token: Tensor, add: bool = True, kept: Tensor | None = None) -> Tensor:
         """One masked layer: its attention readers (and the MLP reader's share of earlier writers) in one
         pass over the buffer, its heads written, its MLP reader completed with them, the MLP written."""
         blk, cfg, (b, n) = self.blocks[layer], self.cfg, corrupt.shape
         n_src, h, kv = self.graph.n_src_before(layer), cfg.n_heads, cfg.kv_heads
         norm = partial(_norm, w=blk.ln1_w, b=blk.ln1_b, cfg=cfg)
         qkv, x_mlp = _AttnReaders.apply(k_attn, k_mlp[:, :n_src], token, corrupt.resid[2 * layer],
-                                        corrupt.resid[2 * layer + 1], buf, n_src, norm, *self._qkv_weights(blk))
+                                        corrupt.resid[2 * layer + 1], buf, n_src, norm, *self._qkv_weights(blk), kept)
         q, k, v = qkv.view(h + 2 * kv, b, n, -1).transpose(0, 1).split((h, kv, kv), dim=1)
         heads = self._attend(blk, q, k, v, rope)
         token = _Write.apply(heads, token, buf, n_src, add)
@@ -542,7 +579,7 @@ class MaskedTransformer(nn.Module):
         return _Write.apply(self._mlp(blk, x.view(b, n, cfg.d_model))[None], token, buf, n_src + h, add)
 
     def _last_layer_at(self, corrupt: CorruptCache, buf: _Buffer, rope: tuple | None, k_attn: Tensor,
-                       k_mlp: Tensor, token: Tensor, at: Tensor) -> Tensor:
+                       k_mlp: Tensor, token: Tensor, at: Tensor, kept: Tensor | None = None) -> Tensor:
         """The last layer when only tokens `at` (unique, flat) are scored: k and v at every token (queries
         attend to them), but queries, heads and the MLP only at `at`. Nothing else reads its outputs."""
         layer = self.cfg.n_layers - 1
@@ -551,7 +588,7 @@ class MaskedTransformer(nn.Module):
         norm = partial(_norm, w=blk.ln1_w, b=blk.ln1_b, cfg=cfg)
         kv_out, _ = _AttnReaders.apply(k_attn[h:], k_mlp[:, :n_src], token, corrupt.resid[2 * layer],
                                        corrupt.resid[2 * layer + 1], buf, n_src, norm,
-                                       torch.cat((blk.W_K, blk.W_V)), torch.cat((blk.b_K, blk.b_V)))
+                                       torch.cat((blk.W_K, blk.W_V)), torch.cat((blk.b_K, blk.b_V)), kept)
         k, v = kv_out.view(2 * kv, b, n, -1).transpose(0, 1).split((kv, kv), dim=1)   # [b, kv, n, d_head]
         base = corrupt.resid[2 * layer].view(b * n, d)[at]
         x_q = _Mix.apply(k_attn[:h], token, base, buf, 0, n_src, at).view(h, -1, d)
@@ -604,6 +641,7 @@ class MaskedTransformer(nn.Module):
         checkpoint = self.checkpoint_layers if checkpoint is None else checkpoint
         at = None if positions is None else (
             torch.arange(b, device=self.device)[:, None] * n + positions.to(self.device).clamp(min=0)).flatten()
+        kept = {} if checkpoint or any(map(is_sharded, self.blocks)) else self._kept_inputs(corrupt, at is not None, workspace)
         for layer, blk in enumerate(self.blocks):
             n_src, cols, m_col = g.n_src_before(layer), g.attn_dst_slice(layer), g.mlp_dst_index(layer)
             k_attn, k_mlp = keep[:n_src, cols].T, keep[:n_src + cfg.n_heads, m_col:m_col + 1].T
@@ -611,11 +649,11 @@ class MaskedTransformer(nn.Module):
             if is_sharded(blk):  # a sharded block's gathered weights must not outlive its use
                 token = recompute_in_backward(run, partial(gathered, blk), k_attn, k_mlp, token)
             elif at is not None and layer == cfg.n_layers - 1:  # only the scored tokens matter after here
-                token = self._last_layer_at(corrupt, buf, rope, k_attn, k_mlp, token, torch.unique(at))
+                token = self._last_layer_at(corrupt, buf, rope, k_attn, k_mlp, token, torch.unique(at), kept.get(layer))
             elif checkpoint:   # (the last layer above keeps little: activations at the scored tokens only)
                 token = recompute_in_backward(run, partial(gathered, blk), k_attn, k_mlp, token)
             else:
-                token = run(k_attn, k_mlp, token)
+                token = run(k_attn, k_mlp, token, kept=kept.get(layer))
         final = corrupt.resid[-1].view(b * n, d)
         if at is None:
             x = _Mix.apply(keep[:, -1:].T, token, final.reshape(-1), buf, 0, g.n_src, None)

@@ -42,9 +42,10 @@ def model_config(name: str) -> tuple[ModelConfig, EdgeGraph, int]:
 
 def memory_table(args: argparse.Namespace, cfg: ModelConfig) -> str:
     """The `info` memory section for the flags of add_memory_args."""
-    dtype = args.dtype or ("bf16" if torch.cuda.is_available() else "fp32")
+    gpu = torch.cuda.is_available() or args.gpus > 1
+    dtype = args.dtype or ("bf16" if gpu else "fp32")
     seq_len = min(args.seq_len, cfg.n_ctx)  # the model reads no more
-    est = estimate(cfg, args.batch, seq_len, dtype, args.gpus, args.checkpoint)
+    est = estimate(cfg, args.batch, seq_len, dtype, args.gpus, args.checkpoint, device="cuda" if gpu else "cpu")
     return f"{est.table()}\n  dtype {dtype}, seq_len {seq_len}; add ~25% for allocator fragmentation"
 
 

@@ -40,7 +40,7 @@ def note(model: MaskedTransformer, task: Task, cfg: PruneConfig, free: int | Non
     """
     data = task.split("train")
     est = engine.estimate_memory(model.cfg, cfg.batch_size, int(data.clean.shape[1]), model.dtype,
-                                 n_positions=int(data.positions.shape[1]))
+                                 n_positions=int(data.positions.shape[1]), device=model.device.type)
     free = free_bytes(model.device) if free is None else free
     parts = ", ".join(f"{name} {size(v)}" for name, v in (("weights", est.weights), ("buffers", est.buffers),
                                                          ("activations", est.activations), ("gates", est.gates)))

@@ -10,11 +10,15 @@ from engine.weights import load_model
 from tests.conftest import save_gpt2
 
 
-@pytest.fixture(autouse=True, params=["one chunk", "small chunks"])
+@pytest.fixture(autouse=True, params=["one chunk, inputs kept", "small chunks, inputs mixed again"])
 def chunking(request, monkeypatch):
-    """Every test runs with the whole batch as one chunk and with many small ones (last one partial)."""
-    if request.param == "small chunks":
+    """Every test runs with the whole batch as one chunk and every reader input kept for backward, and
+    with many small chunks (last one partial) whose inputs backward mixes again."""
+    if request.param.startswith("small chunks"):
         monkeypatch.setitem(model_module.CHUNK_BYTES, "cpu", 900)  # 4 tokens at d8 (2 heads), 1 at d40
+        monkeypatch.setitem(model_module.KEEP_INPUT_BYTES, "cpu", 0)
+    else:
+        monkeypatch.setitem(model_module.KEEP_INPUT_BYTES, "cpu", 10**9)
     return request.param
 
 
@@ -143,24 +147,36 @@ def test_unloadable_models_give_clear_errors(tmp_path):
         load_model(str(tmp_path / "missing"))
 
 
+def _layer_input_bytes(model, cache, layer, last_at=False):
+    cfg = model.cfg
+    rows = (2 * cfg.kv_heads if last_at and layer == cfg.n_layers - 1 else cfg.n_heads + 2 * cfg.kv_heads) + 1
+    return cache.outputs.shape[0] * rows * cache.outputs.shape[2] * model.dtype.itemsize
+
+
 @pytest.mark.parametrize("checkpoint", [False, True], ids=["plain", "checkpointed"])
-def test_chunking_changes_nothing(tmp_path, monkeypatch, checkpoint):
-    """Outputs and gate gradients are the same whatever the chunk size (the last chunk partly used)."""
+def test_chunking_and_kept_inputs_change_nothing(tmp_path, monkeypatch, checkpoint):
+    """Outputs and gate gradients are the same whatever the chunk size (the last chunk partly used) and
+    whichever layers keep their readers' inputs for backward (none, the top one, all but layer 0)."""
     path = save_gpt2(tmp_path, 3, 2, 8, vocab=50, seed=5)
     model = load_model(str(path), device="cpu").double()
     x, xc = _tokens(12, (3, 7)), _tokens(13, (3, 7))
     pos = torch.tensor([[6, 2], [5, -1], [0, 6]])
     results = []
-    for budget in (10**9, 900, 1):   # one chunk; 2 tokens per chunk (11 chunks); 1 token per chunk
+    for budget, kept in [(10**9, "none"), (900, "top"), (1, "all"), (10**9, "all"), (900, "none")]:
+        # chunks: one; 2 tokens each (11 chunks); 1 token each
         monkeypatch.setitem(model_module.CHUNK_BYTES, "cpu", budget)
         cache = model.corrupt_cache(xc)
+        top = _layer_input_bytes(model, cache, 2)
+        keep_bytes = {"none": 0, "top": top + 1, "all": 10**9}[kept]
+        monkeypatch.setitem(model_module.KEEP_INPUT_BYTES, "cpu", keep_bytes)
+        assert sorted(model._kept_inputs(cache, False, None)) == {"none": [], "top": [2], "all": [1, 2]}[kept]
         keep = (torch.rand(model.graph.n_src, model.graph.n_dst, dtype=torch.float64,
                            generator=torch.Generator().manual_seed(3)) * model.graph.real_edges).requires_grad_(True)
         full = model(x, keep, cache, checkpoint=checkpoint)
         out = model(x, keep, cache, pos, checkpoint=checkpoint)
         (out.pow(2).sum() + full.sin().sum()).backward()
         results.append((cache.chunk, full.detach(), out.detach(), keep.grad))
-    assert [r[0] for r in results] == [21, 2, 1]
+    assert [r[0] for r in results] == [21, 2, 1, 21, 2]
     for _, full, out, grad in results[1:]:
         torch.testing.assert_close(full, results[0][1])
         torch.testing.assert_close(out, results[0][2])
