@@ -151,6 +151,31 @@ class _Write(torch.autograd.Function):
         return grad, _grad_token.new_zeros(0), None, None, None
 
 
+class _WriteHeads(torch.autograd.Function):
+    """_Write of a layer's heads from their attention output z [heads, tokens, d_head]: each chunk's
+    z @ W_O goes straight into the buffer rows as y - y~, and backward reads the rows' gradient chunk
+    by chunk (no [heads, tokens, d_model] tensor either way). W_O is frozen: no gradient for it."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, w_o: Tensor, prev: Tensor, buf: _Buffer, start: int, add: bool = True):  # noqa: ANN001, ANN205
+        h = z.shape[0]
+        if add:  # False when a checkpointed layer is recomputed: its rows already hold y - y~
+            for c, (c0, c1) in enumerate(buf.spans):
+                rows = buf.delta(c, start, start + h)
+                torch.sub(torch.bmm(z[:, c0:c1], w_o).view(h, -1), buf.corrupt[c, start:start + h, :rows.shape[1]],
+                          out=rows)
+        ctx.buf, ctx.start, ctx.w_o, ctx.shape = buf, start, w_o, z.shape
+        return prev.new_empty(0)
+
+    @staticmethod
+    def backward(ctx, _grad_token: Tensor):  # noqa: ANN001, ANN205
+        buf, h, w_t = ctx.buf, ctx.shape[0], ctx.w_o.transpose(1, 2)
+        grad = w_t.new_empty(ctx.shape)
+        for c, (c0, c1) in enumerate(buf.spans):
+            grad[:, c0:c1] = torch.bmm(buf.delta_grad(c, ctx.start, ctx.start + h).view(h, c1 - c0, -1), w_t)
+        return grad, None, _grad_token.new_zeros(0), None, None, None
+
+
 class _WriteAt(torch.autograd.Function):
     """_Write for writers computed only at tokens `at` (unique flat indices; y: [rows, M, d_model]).
 
@@ -231,7 +256,7 @@ def _gather(data: Tensor, buf: _Buffer, lo: int, hi: int, at: Tensor) -> Tensor:
 # inputs stay about this small, so on a CPU the mix, the norm and the projection (and their backward)
 # run in cache instead of streaming whole [readers, tokens, d_model] tensors through memory several
 # times; on a GPU one big chunk keeps the kernels large. Measured with bench/step_time.py.
-CHUNK_BYTES = {"cpu": 16 * 2**20, "default": 1024 * 2**20}
+CHUNK_BYTES = {"cpu": 8 * 2**20, "default": 1024 * 2**20}
 
 # Bytes of mixed reader inputs kept from forward to backward (top layers first); the rest are mixed again.
 KEEP_INPUT_BYTES = {"cpu": 512 * 2**20, "default": 0}
@@ -262,8 +287,10 @@ class _AttnReaders(torch.autograd.Function):
     and the MLP reader's part over the same writers, x_m = base_mlp + k_mlp @ delta[:n] (its own
     layer's heads are added by _Mix once they are written), as row R of the same matrix product:
     each pass reads the buffer once for all readers. Chunk by chunk, so the [R, tokens, d_model]
-    inputs never exist whole; backward recomputes each chunk (nothing of it is kept) and accumulates
-    into the buffer's gradient in place. The weights are frozen: no weight gradients.
+    inputs never exist whole; backward mixes each chunk again and accumulates into the buffer's
+    gradient in place. With `kept` ([n_chunks, R + 1, chunk * d_model], MaskedTransformer._kept_inputs)
+    the forward mixes into that memory and backward reuses it instead of mixing again (faster, more
+    memory). The weights are frozen: no weight gradients.
     """
 
     @staticmethod
@@ -439,12 +466,17 @@ class MaskedTransformer(nn.Module):
         """q [batch, n_heads, pos, d_head], k and v [batch, kv_heads, pos, d_head] -> per-head outputs
         [n_heads, batch, pos, d_model]."""
         b, _, n, _ = q.shape
+        z = self._attend_z(q, k, v, rope)
+        return torch.bmm(z, blk.W_O).view(self.cfg.n_heads, b, n, self.cfg.d_model)
+
+    def _attend_z(self, q: Tensor, k: Tensor, v: Tensor, rope: tuple | None) -> Tensor:
+        """Attention of every head before its output projection: [n_heads, batch * pos, d_head]."""
+        b, _, n, _ = q.shape
         if rope is not None:
             q, k = _rotary(q, *rope), _rotary(k, *rope)
         z = F.scaled_dot_product_attention(q, k, v, is_causal=self.cfg.is_causal, scale=self.cfg.attn_scale,
                                            enable_gqa=self.cfg.kv_heads != self.cfg.n_heads)
-        z = z.transpose(0, 1).reshape(self.cfg.n_heads, b * n, -1)    # [heads, batch * pos, d_head]
-        return torch.bmm(z, blk.W_O).view(self.cfg.n_heads, b, n, self.cfg.d_model)
+        return z.transpose(0, 1).reshape(self.cfg.n_heads, b * n, -1)
 
     def _mlp(self, blk: nn.Module, x: Tensor) -> Tensor:
         x = _norm(x, blk.ln2_w, blk.ln2_b, self.cfg)
@@ -573,8 +605,7 @@ class MaskedTransformer(nn.Module):
         qkv, x_mlp = _AttnReaders.apply(k_attn, k_mlp[:, :n_src], token, corrupt.resid[2 * layer],
                                         corrupt.resid[2 * layer + 1], buf, n_src, norm, *self._qkv_weights(blk), kept)
         q, k, v = qkv.view(h + 2 * kv, b, n, -1).transpose(0, 1).split((h, kv, kv), dim=1)
-        heads = self._attend(blk, q, k, v, rope)
-        token = _Write.apply(heads, token, buf, n_src, add)
+        token = _WriteHeads.apply(self._attend_z(q, k, v, rope), blk.W_O, token, buf, n_src, add)
         x = _Mix.apply(k_mlp[:, n_src:], token, x_mlp, buf, n_src, n_src + h, None)
         return _Write.apply(self._mlp(blk, x.view(b, n, cfg.d_model))[None], token, buf, n_src + h, add)
 
@@ -641,7 +672,9 @@ class MaskedTransformer(nn.Module):
         checkpoint = self.checkpoint_layers if checkpoint is None else checkpoint
         at = None if positions is None else (
             torch.arange(b, device=self.device)[:, None] * n + positions.to(self.device).clamp(min=0)).flatten()
-        kept = {} if checkpoint or any(map(is_sharded, self.blocks)) else self._kept_inputs(corrupt, at is not None, workspace)
+        backward = torch.is_grad_enabled() and keep.requires_grad and not checkpoint
+        kept = self._kept_inputs(corrupt, at is not None, workspace) if backward and not any(
+            map(is_sharded, self.blocks)) else {}
         for layer, blk in enumerate(self.blocks):
             n_src, cols, m_col = g.n_src_before(layer), g.attn_dst_slice(layer), g.mlp_dst_index(layer)
             k_attn, k_mlp = keep[:n_src, cols].T, keep[:n_src + cfg.n_heads, m_col:m_col + 1].T

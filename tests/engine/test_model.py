@@ -230,3 +230,8 @@ def test_workspace_memory_is_reused_and_changes_nothing(pair):
         torch.testing.assert_close(out.detach(), want)
         torch.testing.assert_close(keep.grad, want_grad)
     assert len(ptrs) == 1
+    kept = {k for k in ws._tensors if k.startswith("kept")}
+    assert kept == (set() if model_module.KEEP_INPUT_BYTES["cpu"] == 0 else {f"kept{i}" for i in range(1, model.cfg.n_layers)})
+    with torch.no_grad():   # nothing to keep for a backward that never comes
+        model(x, keep, model.corrupt_cache(xc), workspace=(fresh := Workspace()))
+    assert not any(k.startswith("kept") for k in fresh._tensors)
