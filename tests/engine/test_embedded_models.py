@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import random
 from pathlib import Path
@@ -78,3 +79,37 @@ def test_embedded_model_is_small_and_word_level(model_name):
     ids = tok.encode(prompt + answer, add_special_tokens=False)
     assert ids == tok.encode(prompt, add_special_tokens=False) + tok.encode(answer, add_special_tokens=False)
     assert tok.decode(ids) == prompt + answer
+
+
+
+def test_boolean_training_trains_each_label_at_its_own_word(monkeypatch):
+    """scripts/train_embedded.py: the Boolean loss scores the output at word j against labels[:, j] (the label
+    at a demo's `is` is the answer word after it). Passing the labels to the model, which shifts them by one
+    word, held boolean-4l at 60-75% until it was found: a model that predicts every label at its own word
+    must get a loss near 0 from train_step, and the labels must be the next words."""
+    from transformers import AutoTokenizer
+
+    monkeypatch.syspath_prepend(str(MODELS.parents[1] / "scripts"))
+    train = importlib.import_module("train_embedded")
+    tok = AutoTokenizer.from_pretrained(str(MODELS / "boolean-4l"), local_files_only=True)
+    recipe = train.RECIPES["boolean-4l-v2"]
+    ids, labels, _ = train.boolean_batch(tok, recipe.batch, random.Random(0), 1.0, recipe.n_ctx, recipe.p_instruction,
+                                         recipe.demo_counts, recipe.curriculum_demos, recipe.p_offset)
+    is_id = tok.get_vocab()[" is"]
+    rows, cols = torch.nonzero((ids[:, :-1] == is_id) & (ids[:, 1:] != tok.pad_token_id), as_tuple=True)
+    assert len(rows) > 0   # demos: `... is <answer> .`
+    torch.testing.assert_close(labels[rows, cols], ids[rows, cols + 1])
+
+    class Oracle(torch.nn.Module):   # logits that put the label of word j at word j
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, input_ids, position_ids):  # noqa: ANN001, ANN202
+            assert torch.equal(input_ids, ids)
+            logits = torch.nn.functional.one_hot(labels.clamp(min=0), len(tok)).float() * 50 + self.bias
+            return type("Out", (), {"logits": logits})()
+
+    oracle = Oracle()
+    loss = train.train_step(oracle, torch.optim.SGD(oracle.parameters(), lr=0.0), tok, recipe, random.Random(0), 1.0)
+    assert float(loss) < 1e-6
