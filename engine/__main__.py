@@ -13,7 +13,7 @@ import torch
 from . import (Circuit, PruneConfig, embedded_models, evaluate, get_task, load_jsonl_task, load_model, prune)
 from .compare_cli import add_compare_parser
 from . import distributed
-from .runtime import idle_cores
+from .runtime import idle_cores, is_small_model
 from .graph import count_edges
 from .scale_cli import add_memory_args, add_prune_args, load_for_prune, memory_table, model_config
 from .tasks import TASKS
@@ -31,15 +31,11 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
         p.add_argument("--task-seed", type=int, default=0)
 
 
-SMALL_MODEL = 4096  # d_model * n_layers at or below which the thread count follows the load (as the app's rule)
-
-
 def _tune_threads(model) -> None:  # noqa: ANN001
     """A small model on CPU uses only the idle cores (engine.runtime.idle_cores), unless OMP_NUM_THREADS says
     otherwise: pruning the embedded IOI model (1000 steps) took 47 s wall on 2 threads and 67 s on one on
     the idle 2-core machine, but 452 s on 2 threads and 148 s on one with other jobs running (load 3.2)."""
-    if model.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ \
-            and model.cfg.d_model * model.cfg.n_layers <= SMALL_MODEL:
+    if model.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ and is_small_model(model.cfg):
         torch.set_num_threads(min(torch.get_num_threads(), idle_cores()))
 
 

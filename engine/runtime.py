@@ -60,6 +60,16 @@ def keep_freed_memory() -> bool:
     return ok
 
 
+SMALL_MODEL = 4096
+"""d_model * n_layers at or below which a model's CPU thread count is chosen by the caller (is_small_model)."""
+
+
+def is_small_model(cfg) -> bool:  # noqa: ANN001 - any config with d_model and n_layers
+    """A model whose products are too small to share well between busy cores: the CLI gives it the idle cores
+    (idle_cores), the app one thread (it serves several sessions at once)."""
+    return cfg.d_model * cfg.n_layers <= SMALL_MODEL
+
+
 def idle_cores() -> int:
     """CPU cores not busy with other work now: cores minus the whole part of the 1-minute load average, at least 1.
 

@@ -69,7 +69,6 @@ def default_task(model_name: str) -> str:
 
 
 ENV_THREADS = "CIRCUIT_EXPLORER_THREADS"
-SMALL_MODEL = 4096  # d_model * n_layers at or below which one intra-op thread is fastest
 _TORCH_THREADS: list[int] = []  # torch's own default, read before the first change
 
 
@@ -81,7 +80,9 @@ def _tune_threads(model: MaskedTransformer) -> None:
     if not _TORCH_THREADS:
         _TORCH_THREADS.append(torch.get_num_threads())
     env = os.environ.get(ENV_THREADS, "").strip()
-    small = model.cfg.d_model * model.cfg.n_layers <= SMALL_MODEL
+    from engine.runtime import is_small_model  # noqa: PLC0415 - imports torch, like the model already did
+
+    small = is_small_model(model.cfg)
     torch.set_num_threads(int(env) if env.isdigit() and int(env) > 0 else 1 if small else _TORCH_THREADS[0])
 
 
