@@ -35,13 +35,18 @@ def test_tracr_top_edges_cover_ground_truth(program, method: str) -> None:  # no
 @pytest.mark.slow
 @pytest.mark.parametrize("init", ["open", "eap"])
 def test_tracr_edge_pruning_recovery(program, init: str) -> None:  # noqa: ANN001
-    """Edge Pruning at the ground truth's sparsity, 1000 steps at lr 0.1 (the default 0.8 is unstable here).
+    """Edge Pruning at the ground truth's sparsity, 2000 steps at the default learning rates (gates 0.1,
+    multipliers 1.0; the authors' 0.8 for the gates is unstable here).
 
-    Measured (n_train 64): all-open init puts 6/6, 13/13, 5/5 derived edges of hist, reverse, xproportion in
-    its top-|truth| edges; EAP init 6/6, 12/13, 5/5; both keep every necessary edge. With n_train 128 the
-    open init got 11/13 on reverse, so this asserts three quarters, not all."""
+    Measured (n_train 64), derived edges of hist / reverse / xproportion in the top-|truth| edges:
+    - multipliers 0.1 (the old default), 1000 steps: open init 6/6, 13/13, 5/5, EAP init 6/6, 12/13, 5/5;
+      since 6236757 (float rounding changed the trajectory) hist got 5/6 (open) and 4/6 (EAP): the sparsity
+      lags its target at 0.1 and the last gates are still half-open at the end;
+    - multipliers 1.0, 1000 steps: hist 6/6 from either init, but reverse 9/13 from the open init;
+    - multipliers 1.0, 2000 steps (this test): reverse 13/13 open, 12/13 EAP; every case passes.
+    With n_train 128 the open init once got 11/13 on reverse, so this asserts three quarters, not all."""
     model, truth, task = program
-    cfg = make_config("edge-pruning", n_steps=1000, lr_gates=0.1, lr_lambdas=0.1, ablation="zero", init=init,
+    cfg = make_config("edge-pruning", n_steps=2000, ablation="zero", init=init,
                       edge_sparsity=1.0 - truth.n_edges / model.graph.n_edges)
     circuit = METHODS["edge-pruning"](model, task, cfg)
     covered = len(set(truth.edges()) & set(circuit.top_n(truth.n_edges).edges()))
