@@ -27,7 +27,9 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
         src = p.add_mutually_exclusive_group(required=True)
         src.add_argument("--data", help="JSONL file of clean/corrupted pairs (DESIGN §3)")
         src.add_argument("--task", help=f"built-in task: {', '.join(TASKS)}")
-        p.add_argument("--n", type=int, default=256, help="built-in tasks: train examples to generate")
+        p.add_argument("--n-examples", "--n", dest="n", type=int, default=256,
+                       help="built-in tasks: train examples to generate (--n is short for it, except under torchrun, "
+                            "whose parser takes --n for its own options)")
         p.add_argument("--task-seed", type=int, default=0)
 
 

@@ -90,3 +90,18 @@ def test_prune_with_eap_warm_start(checkpoint, tmp_path):
              "--batch-size", "4", "--edge-sparsity", "0.5", "--init", "eap", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "w" / "circuit.json").read_text())["init"] == "eap"
+
+
+def test_example_count_flag_passes_through_torchrun():
+    """torchrun's parser takes `--n` as an abbreviation of its own options even after the module name;
+    `--n-examples` (the same option) reaches the engine."""
+    from torch.distributed.run import get_args_parser
+
+    from engine.__main__ import parser
+    tail = ["prune", "--model", "m", "--task", "ioi", "--out", "o", "--n-examples", "32"]
+    ns = get_args_parser().parse_args(["--nproc-per-node", "2", "-m", "engine", *tail])
+    assert ns.training_script == "engine" and ns.training_script_args == tail
+    assert parser().parse_args(tail).n == 32
+    assert parser().parse_args([*tail[:-2], "--n", "16"]).n == 16
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["-m", "engine", *tail[:-2], "--n", "16"])
