@@ -31,6 +31,8 @@ class Session:
     job: PruneJob | None = None                # the current (or last) background pruning run
     circuit_name: str | None = None            # library entry the Circuit page shows
     uploaded: dict[str, Circuit] = field(default_factory=dict)  # circuits opened from files, by name
+    data_upload: tuple[str, bytes] | None = None  # the last JSONL uploaded on the Prune page (name, bytes):
+                                                  # a file uploader forgets its file on a page switch
     unsaved: dict[str, Circuit] = field(default_factory=dict)   # results not in the library (e.g. cancelled)
     learn_step: int = 0                        # Learn page: how many pruning stages have run
     shown: Circuit | None = None               # Circuit page: the selection on screen (for faithfulness)

@@ -102,9 +102,20 @@ def task_picker(model_name: str, key: str) -> Task | None:
             return task
         up = st.file_uploader("JSONL: one {\"clean\": \"…<predict>answer</predict>\", \"corrupted\": …} per line",
                               type=["jsonl", "json", "txt"], key=f"{key}.upload")
-        if up is None:
+        sess = state.session()
+        if up is not None:
+            sess.data_upload = (up.name, up.getvalue())
+        elif sess.data_upload is not None:
+            note, forget = st.columns([5, 1], vertical_alignment="center")
+            note.caption(f"Using **{sess.data_upload[0]}**, uploaded earlier in this session; upload another "
+                         "file to replace it.")
+            if forget.button("Forget it", key=f"{key}.forget_upload"):
+                sess.data_upload = None
+                st.rerun()
+        if sess.data_upload is None:
             return None
-        return resources.jsonl_task(model_name, up.getvalue(), up.name)
+        name, data = sess.data_upload
+        return resources.jsonl_task(model_name, data, name)
     except engine.DataError as e:
         lines = "\n".join(f"- line {n}: {reason}" for n, reason in e.problems[:30])
         st.error(f"The data has {len(e.problems)} problem(s):\n{lines}")

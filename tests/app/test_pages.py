@@ -108,6 +108,26 @@ def test_bad_jsonl_upload_lists_line_numbers(app_env):
     assert "line 2" in errors, errors
 
 
+def test_uploaded_jsonl_outlives_the_uploader(app_env):
+    """A file uploader forgets its file on a page switch; the Prune page keeps using the session's last upload
+    (and says so) until another file replaces it or the user forgets it."""
+    at = _ok(_app().run())
+    at.radio(key="prune.source").set_value("Upload JSONL")
+    _ok(at.run())
+    good = "\n".join(json.dumps({"clean": f"{a} and {b} is<predict> {a}</predict>",
+                                   "corrupted": f"{b} and {a} is<predict> {b}</predict>"})
+                      for a, b in [("True", "False"), ("False", "True")] * 4).encode()
+    at.file_uploader(key="prune.upload").set_value(("mine.jsonl", good, "application/json"))
+    _ok(at.run())
+    assert not at.error, [e.value for e in at.error]
+    at.file_uploader(key="prune.upload").set_value(None)   # what the page sees after a page switch
+    _ok(at.run())
+    assert any("mine.jsonl" in c.value and "uploaded earlier" in c.value for c in at.caption)
+    assert not at.error and any("Memory estimate" in c.value for c in at.caption)   # the form has a task
+    _ok(at.button(key="prune.forget_upload").click().run())
+    assert not any("uploaded earlier" in c.value for c in at.caption)
+
+
 def test_circuit_threshold_moves_stats(app_env):
     at = _open("app_pages/circuit.py")
     slider = at.slider[0]
