@@ -129,3 +129,14 @@ def mean_scalar(value: float, ctx: DistContext | None = None) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=ctx.device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return float(t) / ctx.world
+
+
+def any_rank(flag: bool, ctx: DistContext | None = None) -> bool:
+    """True on every rank when it is True on any (a stop asked on one rank stops all of them at the same step;
+    otherwise the others would wait forever in the next step's all-reduce)."""
+    ctx = ctx or current()
+    if not ctx.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)

@@ -206,13 +206,13 @@ def prune(model: MaskedTransformer, task: Task, cfg: PruneConfig,
         entry = _step(model, task, cfg, state, (opt_gates, opt_lambdas), batches.get(step), step, workspace)
         entry = StepLog(**{**asdict(entry), "elapsed_s": time.perf_counter() - t0})
         plog.steps.append(entry)
-        if not torch.isfinite(torch.tensor(entry.loss)):
+        if distributed.any_rank(not torch.isfinite(torch.tensor(entry.loss))):
             plog.warnings.append(f"the loss became {entry.loss} at step {step}; lower lr_gates or lr_lambdas")
             plog.stopped_early = True
             break
         if ckpt is not None and (step + 1) % checkpoint_every == 0 and distributed.current().is_main:
             save_checkpoint(ckpt, state, (opt_gates, opt_lambdas), cfg, step + 1)
-        if on_step is not None and on_step(entry):
+        if distributed.any_rank(on_step is not None and bool(on_step(entry))):   # every rank stops together
             plog.stopped_early = True
             break
     plog.elapsed_s = time.perf_counter() - t0

@@ -22,7 +22,9 @@ CFG = dict(n_steps=16, batch_size=8, edge_sparsity=0.6, warmup_steps=8, seed=5, 
 SCORE_ATOL = 1e-4
 
 
-def _worker(rank: int, world: int, port: int, model_cfg: dict, state: dict, task, out: str) -> None:  # noqa: ANN001
+def _worker(rank: int, world: int, port: int, model_cfg: dict, state: dict, task, out: str,  # noqa: ANN001
+            stop: tuple[int, int] | None = None) -> None:
+    """One rank's run; `stop` = (rank, step): that rank alone asks to stop after that step."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -30,7 +32,9 @@ def _worker(rank: int, world: int, port: int, model_cfg: dict, state: dict, task
     try:  # the loaded model's own weights, rebuilt without importing transformers (keeps start-up short)
         model = distributed.shard(build(ModelConfig.from_dict(model_cfg), state), ctx)
         assert distributed.current() == ctx
-        circuit, _ = prune(model, task, PruneConfig(**CFG))
+        on_step = None if stop is None else (lambda s: rank == stop[0] and s.step >= stop[1])
+        circuit, log = prune(model, task, PruneConfig(**CFG), on_step=on_step)
+        Path(f"{out}.rank{rank}").write_text(f"{len(log.steps)} {log.stopped_early}")
         if ctx.is_main:
             circuit.save(out)
     finally:
@@ -56,6 +60,24 @@ def test_two_processes_find_the_single_process_circuit(deep_checkpoint: Path, ti
     assert 0 < single.n_edges < single.graph.n_edges  # a real selection, not all or nothing
     assert set(multi.meta) == set(Circuit.load(single.save(tmp_path / "single.safetensors")).meta)
     assert multi.meta["prune_config"] == single.meta["prune_config"]
+
+
+def test_a_stop_on_one_rank_stops_every_rank(deep_checkpoint: Path, tiny_task, tmp_path: Path) -> None:  # noqa: ANN001
+    """The app's Cancel (or any on_step stop) on rank 1 alone ends both ranks after the same step; before,
+    rank 0 waited forever in the next step's all-reduce."""
+    import time
+    model = load_model(str(deep_checkpoint), device="cpu")
+    out = tmp_path / "circuit.safetensors"
+    args = (2, free_port(), model.cfg.to_dict(), model.state_dict(), tiny_task, str(out), (1, 3))
+    procs = mp.spawn(_worker, args=args, nprocs=2, join=False)
+    deadline = time.monotonic() + 180
+    while not procs.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in procs.processes:
+                p.kill()
+            pytest.fail("the ranks did not finish: a stop on one rank hung the other")
+    assert [Path(f"{out}.rank{r}").read_text() for r in range(2)] == ["4 True", "4 True"]
+    assert Circuit.load(out).graph.n_edges == model.graph.n_edges   # rank 0 still saved the stopped run's circuit
 
 
 def test_single_process_is_a_no_op(tiny_model) -> None:  # noqa: ANN001
