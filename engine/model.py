@@ -119,11 +119,13 @@ class _Buffer:
 
     def write(self, start: int, y: Tensor) -> None:
         """Rows start.. become y - y~; y: [rows, tokens * d_model]."""
-        rows = y.shape[0]
         for c in range(len(self.spans)):
-            w = self.delta(c, start, start + rows).shape[1]
-            torch.sub(y[:, self.cols(c)], self.corrupt[c, start:start + rows, :w],
-                      out=self.data[c, start:start + rows, :w])
+            self.write_chunk(c, start, y[:, self.cols(c)])
+
+    def write_chunk(self, c: int, start: int, y: Tensor) -> None:
+        """Rows start.. of chunk c become y - y~; y: [rows, chunk tokens * d_model]."""
+        rows = slice(start, start + y.shape[0])
+        torch.sub(y, self.corrupt[c, rows, :y.shape[1]], out=self.data[c, rows, :y.shape[1]])
 
     def written_grad(self, start: int, rows: int) -> Tensor:
         """[rows, tokens * d_model]: the gradient of writers start..start+rows-1 (backward)."""
@@ -161,9 +163,7 @@ class _WriteHeads(torch.autograd.Function):
         h = z.shape[0]
         if add:  # False when a checkpointed layer is recomputed: its rows already hold y - y~
             for c, (c0, c1) in enumerate(buf.spans):
-                rows = buf.delta(c, start, start + h)
-                torch.sub(torch.bmm(z[:, c0:c1], w_o).view(h, -1), buf.corrupt[c, start:start + h, :rows.shape[1]],
-                          out=rows)
+                buf.write_chunk(c, start, torch.bmm(z[:, c0:c1], w_o).view(h, -1))
         ctx.buf, ctx.start, ctx.w_o, ctx.shape = buf, start, w_o, z.shape
         return prev.new_empty(0)
 
@@ -344,10 +344,10 @@ class _AttnReaders(torch.autograd.Function):
 
 def _mix_chunk(kk: Tensor, delta: Tensor, base: Tensor, base_mlp: Tensor, out: Tensor | None = None) -> Tensor:
     """[R + 1, cols]: rows 0..R-1 = base + keep @ delta, row R = base_mlp + k_mlp @ delta (into `out` when given)."""
-    if kk.shape[1] == 1:   # layer 0 reads one writer: BLAS is slow at K=1
-        x = torch.mul(kk, delta, out=out) if out is not None else kk * delta
+    if kk.shape[1] == 1 and out is None:   # layer 0 reads one writer (never kept): BLAS is slow at K=1
+        x = kk * delta
     else:
-        x = torch.mm(kk, delta, out=out) if out is not None else kk @ delta
+        x = torch.mm(kk, delta, out=out)
     x[:-1] += base
     x[-1] += base_mlp
     return x
