@@ -2,14 +2,14 @@
 
 import streamlit as st
 
-from explorer import charts, graph_view, resources, state, widgets
+from explorer import charts, circuit_widgets, graph_view, resources, state, widgets
 
 SIZES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)  # sparsities of the faithfulness curve
 
 widgets.require_frame()
 st.title("Circuit")
-circuit = widgets.circuit_picker()
-widgets.circuit_upload("circuit.upload")
+circuit = circuit_widgets.circuit_picker()
+circuit_widgets.circuit_upload("circuit.upload")
 if circuit is None:
     st.stop()
 meta = circuit.meta
@@ -26,7 +26,7 @@ def explorer_view() -> None:
     """Threshold, graph and stats; reruns alone when a control moves (the graph only gets a message)."""
     left, right = st.columns([3, 1])
     with right:
-        selection, view = widgets.threshold_control(circuit)
+        selection, view = circuit_widgets.threshold_control(circuit)
         hide = st.checkbox("Hide dangling edges", False, key=state.HIDE_DANGLING,
                            help="Edges with no path from the input or none to the logits.")
         hl = st.selectbox("Highlight a node's inputs and outputs", ["(none)", *circuit.graph.nodes], key=state.HIGHLIGHT)
@@ -38,12 +38,12 @@ def explorer_view() -> None:
         st.metric("Sparsity", f"{shown.sparsity:.2%}")
     with left:
         drop = graph_view.dropped_edges(selection) if hide else []
-        widgets.live_graph(circuit, view, selection.n_edges, drop, None if hl == "(none)" else hl, name)
+        circuit_widgets.live_graph(circuit, view, selection.n_edges, drop, None if hl == "(none)" else hl, name)
     sess.shown = shown
     sess.shown_threshold = view["threshold"] if view["threshold"] is not None else graph_view.view_threshold(
         selection, float(circuit.scores.max()))
     with st.expander("Export (as shown)"):
-        widgets.downloads(circuit, shown, {**view, "drop": drop}, name, f"{name}-{shown.n_edges}e")
+        circuit_widgets.downloads(circuit, shown, {**view, "drop": drop}, name, f"{name}-{shown.n_edges}e")
 
 
 @st.fragment(run_every=1.0)
@@ -68,7 +68,7 @@ def faithfulness_view() -> None:
     result = widgets.await_result(resources.evaluate(model_name, task, shown) if steady else ("pending", None),
                                   "Measuring this selection…")
     if result is not None:
-        widgets.show_eval(result)
+        circuit_widgets.show_eval(result)
     done = [p for p in points if p is not None]
     if done:  # the chart's ⋯ menu saves PNG or SVG
         full = result.full_metric if result is not None else done[0].full_metric

@@ -6,13 +6,13 @@ import pandas as pd
 import streamlit as st
 
 import engine
-from explorer import graph_view, overlap, resources, theme, widgets
+from explorer import circuit_widgets, graph_view, overlap, resources, theme, widgets
 
 widgets.require_frame()
 st.title("Compare circuits")
 st.caption("E.g. the Boolean Expressions circuits found with instruction prompts and with few-shot prompts.")
-circuits = widgets.circuits_picker()
-widgets.circuit_upload("compare.upload")
+circuits = circuit_widgets.circuits_picker()
+circuit_widgets.circuit_upload("compare.upload")
 if len(circuits) < 2:
     st.info("Choose at least two circuits of the same model.")
     st.stop()
@@ -49,9 +49,9 @@ st.caption("Expected = |A|·|B| / total edges if both were random sets of their 
 
 b = st.columns(2)
 if b[0].button("Save the intersection and open it", disabled=inter.n_edges == 0):
-    widgets.save_and_open(inter, "intersection-" + "-".join(names))
+    circuit_widgets.save_and_open(inter, "intersection-" + "-".join(names))
 if b[1].button("Save the union and open it"):
-    widgets.save_and_open(union, "union-" + "-".join(names))
+    circuit_widgets.save_and_open(union, "union-" + "-".join(names))
 
 st.subheader("Evaluation matrix")
 model_name = resources.model_key(next(iter(circuits.values())).meta.get("model", ""))

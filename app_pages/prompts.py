@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from explorer import prompts, resources, widgets
+from explorer import circuit_widgets, prompts, resources, widgets
 
 widgets.require_frame()
 st.title("Prompt lab")
-circuit = widgets.circuit_picker()
+circuit = circuit_widgets.circuit_picker()
 if circuit is None:
     st.stop()
 model_name = resources.model_key(circuit.meta.get("model", ""))

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import jobs, resources, state, widgets
+from explorer import jobs, prune_widgets, resources, state, widgets
 
 widgets.require_frame()
 st.title("Prune: find a circuit with Edge Pruning")
@@ -12,7 +12,7 @@ st.caption("Learns a gate per edge so the circuit's output stays close to the fu
 model_name = widgets.selected_model()
 head = st.container()  # model, run status and task: filled below, once the model (and torch) have loaded
 with st.container(border=True):  # drawn first, so the page is usable while the model loads
-    cfg = widgets.prune_form(model_name)
+    cfg = prune_widgets.prune_form(model_name)
     estimate = st.empty()
     pressed = st.button("Prune", type="primary", key="prune.run")
 
@@ -26,20 +26,20 @@ with head:
                 f"device `{model.device}`")
     if running:
         st.info(f"Pruning **{job.label}** in the background — you can use the other pages meanwhile.")
-        widgets.prune_progress()
+        prune_widgets.prune_progress()
     task = widgets.task_picker(model_name, "prune")
     if task is not None:
         sizes = {k: len(v) for k, v in task.splits.items()}
         st.caption(f"Task **{task.name}** · metric {task.metric} · examples {sizes}")
 if cfg is not None and task is not None:
-    widgets.memory_estimate(estimate, model, task, cfg)
+    prune_widgets.memory_estimate(estimate, model, task, cfg)
 if pressed:
     if running:
         st.error("A run is already in progress: cancel it or wait for it to finish.")
     elif task is None:
         st.error("Choose a task (or fix the uploaded data) first.")
     elif cfg is not None:
-        sess.job = widgets.start_prune(model, task, cfg, model_name)
+        sess.job = prune_widgets.start_prune(model, task, cfg, model_name)
         st.rerun()
 
 if job is not None and job.done:
@@ -66,4 +66,4 @@ if job is not None and job.done:
                 st.success(f"Saved as **{entry.name}**.")
         st.page_link("app_pages/circuit.py", label="Open it in the Circuit page", icon=":material/account_tree:")
         if log.steps:
-            widgets.prune_chart(log.steps, job.loss)
+            prune_widgets.prune_chart(log.steps, job.loss)

@@ -28,7 +28,7 @@ sys.path.insert(0, {root!r})
 import streamlit as st
 import torch
 from engine import Circuit, EdgeGraph
-from explorer import graph_view, pyvis_html, widgets
+from explorer import circuit_widgets, graph_view, pyvis_html
 
 @st.cache_resource
 def circuit():
@@ -42,7 +42,7 @@ n = st.slider("Edges kept", 0, c.graph.n_edges, c.n_edges)
 sel, view = graph_view.select(c, "edges", n)
 st.metric("Edges", sel.n_edges)
 if mode == "bridge":
-    widgets.live_graph(c, view, sel.n_edges, [], None, "bench")
+    circuit_widgets.live_graph(c, view, sel.n_edges, [], None, "bench")
 else:
     html = pyvis_html.render(graph_view.to_nx(c, include="all"), graph_id=f"reload-{{n}}", state=view)
     st.iframe(html, height=670, alt=f"circuit graph reload-{{n}}")

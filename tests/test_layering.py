@@ -42,7 +42,7 @@ def test_first_page_imports_no_torch():
     import sys
 
     code = ("import sys; import engine, engine.config, engine.assets; "
-            "from explorer import jobs, library, resources, state, widgets; "
+            "from explorer import jobs, library, prune_widgets, resources, state, widgets; "
             "engine.PruneConfig(); engine.embedded_models(); resources.model_choices(); "
             "heavy = sorted({'torch', 'networkx', 'pyvis', 'transformers'} & set(sys.modules)); "
             "assert not heavy, heavy")

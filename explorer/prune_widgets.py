@@ -1,0 +1,109 @@
+"""Streamlit blocks of the Prune page: the hyper-parameter form, the memory estimate, the background run's progress.
+
+Torch and plotly load on first use: the Prune page draws its title and form before the model (and torch) have loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from . import jobs, resources, state
+
+if TYPE_CHECKING:
+    from streamlit.delta_generator import DeltaGenerator
+
+    from engine import MaskedTransformer, PruneConfig, Task
+
+
+def _kept_input(draw, label: str, key: str, default: object, **kwargs: object) -> object:  # noqa: ANN001 - st.* widget
+    """Draw `draw(label, key=key, **kwargs)` with the value it had before a page switch (else `default`)."""
+    value = draw(label, key=state.kept(key, default, kwargs.get("options")), **kwargs)
+    state.remember(key, value)
+    return value
+
+
+def prune_form(model_name: str, key: str = "prune") -> PruneConfig | None:
+    """Hyper-parameters with working defaults (a Tracr program's own), remembered per model across page switches.
+    Needs no torch for the shipped language models, so it draws before the model loads.
+
+    Returns:
+        The config, or None after showing why the settings are impossible.
+    """
+    d = resources.prune_defaults(model_name)
+    k = f"{key}.{model_name}"
+    c1, c2, c3 = st.columns(3)
+    steps = _kept_input(c1.number_input, "Steps", f"{k}.steps", d.n_steps, min_value=1, max_value=100_000)
+    sparsity = _kept_input(c2.number_input, "Target edge sparsity", f"{k}.sparsity", d.edge_sparsity, min_value=0.0,
+                           max_value=1.2, step=0.01,
+                           help="Share of edges removed; above 1 pushes as sparse as possible.")
+    batch = _kept_input(c3.number_input, "Batch size", f"{k}.batch", d.batch_size, min_value=1, max_value=1024)
+    with st.expander("Advanced"):
+        a1, a2, a3 = st.columns(3)
+        use_nodes = _kept_input(a1.checkbox, "Node gates", f"{k}.use_nodes", d.node_sparsity is not None)
+        node_sparsity = _kept_input(a1.number_input, "Target node sparsity", f"{k}.node_sparsity",
+                                    d.node_sparsity or 0.72, min_value=0.0, max_value=1.2, step=0.01)
+        ablations = ["interchange", "mean", "zero"]
+        ablation = _kept_input(a1.selectbox, "Ablation", f"{k}.ablation", d.ablation, options=ablations)
+        warmup = _kept_input(a2.number_input, "Warm-up steps (0 = 80% of steps)", f"{k}.warmup", d.warmup_steps or 0,
+                             min_value=0, max_value=100_000)
+        lr_gates = _kept_input(a2.number_input, "LR gates", f"{k}.lr_gates", d.lr_gates, min_value=0.0,
+                               max_value=100.0, step=0.01, format="%.4g")
+        lr_lambdas = _kept_input(a3.number_input, "LR Lagrange multipliers", f"{k}.lr_lambdas", d.lr_lambdas,
+                                 min_value=0.0, max_value=100.0, step=0.01, format="%.4g")
+        seed = _kept_input(a3.number_input, "Seed", f"{k}.seed", d.seed, min_value=0, max_value=2**31 - 1)
+    try:
+        cfg = replace(d, n_steps=int(steps), batch_size=int(batch), edge_sparsity=float(sparsity),
+                      node_sparsity=float(node_sparsity) if use_nodes else None, warmup_steps=int(warmup) or None,
+                      lr_gates=float(lr_gates), lr_lambdas=float(lr_lambdas), seed=int(seed), ablation=ablation)
+    except ValueError as e:
+        st.error(f"Impossible settings: {e}")
+        return None
+    return cfg
+
+
+def memory_estimate(slot: DeltaGenerator, model: MaskedTransformer, task: Task, cfg: PruneConfig) -> None:
+    """The engine's peak-memory estimate of one step of this run, next to what the device has free (in `slot`)."""
+    from . import memory_note  # noqa: PLC0415 - imports torch, which the first render does without
+
+    try:
+        text, fits = memory_note.note(model, task, cfg)
+    except ValueError as e:
+        slot.caption(f"No memory estimate: {e}")
+        return
+    if fits:
+        slot.caption(text)
+    else:
+        slot.warning(text + ". **This may not fit:** lower the batch size.")
+
+
+# ---- background pruning ----
+def start_prune(model: MaskedTransformer, task: Task, cfg: PruneConfig, model_name: str) -> jobs.PruneJob:
+    return jobs.prune_job(model, task, cfg, model_name, resources.library())
+
+
+@st.fragment(run_every=0.7)
+def prune_progress() -> None:
+    """Live progress of the session's run; reruns the whole page once the run ends."""
+    job = state.session().job
+    if job is None:
+        return
+    if not job.running:
+        st.rerun()
+    step = len(job.steps)
+    st.progress(min(1.0, job.progress), text=f"Step {step} / {job.n_steps} · ETA {jobs.format_eta(job.eta_s)}")
+    if st.button("Cancel", key="prune.cancel", disabled=job.cancelled):
+        job.cancel()
+        st.toast("Stopping after the current step…")
+    if job.steps:
+        prune_chart(list(job.steps), job.loss, key="prune.live")
+
+
+def prune_chart(steps: list, loss: str = "kl", key: str | None = None) -> None:
+    """Loss and sparsity curves of a run (the charts module loads here, after the first page)."""
+    from . import charts  # noqa: PLC0415 - torch stays out of the first render
+
+    st.plotly_chart(charts.prune_curves(steps, loss), key=key, config=charts.plotly_config())
+
