@@ -356,8 +356,8 @@ def _mix_chunk(kk: Tensor, delta: Tensor, base: Tensor, base_mlp: Tensor, out: T
 def _norm(x: Tensor, w: Tensor | None, b: Tensor | None, cfg: ModelConfig) -> Tensor:
     if cfg.norm == "layernorm":
         return F.layer_norm(x, (x.shape[-1],), w, b, cfg.norm_eps)
-    if cfg.norm == "rmsnorm":  # computed in fp32, as Llama does
-        xf = x.float()
+    if cfg.norm == "rmsnorm":  # computed in fp32 (as Llama does), fp64 kept for fp64 models (exact checks)
+        xf = x if x.dtype == torch.float64 else x.float()
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + cfg.norm_eps)).to(x.dtype) * w
     return x
 
