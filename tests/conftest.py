@@ -34,13 +34,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def save_gpt2(path: Path, n_layer: int = 2, n_head: int = 2, n_embd: int = 8, vocab: int = 32,
-              n_positions: int = 16, seed: int = 0) -> Path:
-    """A random GPT-2 checkpoint written with transformers' own save_pretrained."""
+              n_positions: int = 16, seed: int = 0, random_biases: bool = False) -> Path:
+    """A random GPT-2 checkpoint written with transformers' own save_pretrained.
+
+    random_biases: biases and LayerNorm weights drawn at random (transformers starts them at 0 and 1, which
+    hides a dropped or misplaced bias)."""
     from transformers import GPT2Config, GPT2LMHeadModel
     torch.manual_seed(seed)
     cfg = GPT2Config(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab, n_positions=n_positions,
                      bos_token_id=0, eos_token_id=0)
-    GPT2LMHeadModel(cfg).eval().save_pretrained(path)
+    hf = GPT2LMHeadModel(cfg).eval()
+    if random_biases:
+        with torch.no_grad():
+            for name, p in hf.named_parameters():
+                if name.endswith("bias") or ".ln_" in name:
+                    p.normal_(1.0 if ".ln_" in name and name.endswith("weight") else 0.0, 0.3)
+    hf.save_pretrained(path)
     return path
 
 

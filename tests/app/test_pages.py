@@ -135,13 +135,30 @@ def test_circuit_threshold_moves_stats(app_env):
     slider.set_value(5)
     _ok(at.run())
     assert at.metric[0].value == "5"
+    shown = _shown_example(app_env, at)
     at.checkbox(key="circuit.hide_dangling").check()
     _ok(at.run())
-    assert int(at.metric[0].value) <= 5
-    at.radio(key="circuit.mode").set_value("score")
-    _ok(at.run())
+    assert int(at.metric[0].value) == shown.top_n(5).prune_dangling().n_edges
     at.radio(key="circuit.mode").set_value("sparsity")
     _ok(at.run())
+    at.slider[0].set_value(0.5)
+    _ok(at.run())
+    assert int(at.metric[0].value) == shown.with_sparsity(0.5).prune_dangling().n_edges
+    at.radio(key="circuit.mode").set_value("score")
+    _ok(at.run())
+    real = shown.scores[shown.graph.real_edges]
+    t = float(real.median())
+    at.slider[0].set_value(t)
+    _ok(at.run())
+    assert int(at.metric[0].value) == shown.threshold(t).prune_dangling().n_edges
+
+
+def _shown_example(app_env, at: AppTest):  # noqa: ANN001, ANN202
+    """The example circuit the Circuit page opened (the first circuit picker names it)."""
+    from engine import Circuit
+
+    name = next(s.value for s in at.selectbox if s.key is None).split(" (example)")[0]
+    return Circuit.load(Path(app_env["CIRCUIT_EXAMPLES"]) / f"{name}.safetensors")
 
 
 def test_circuit_upload_of_a_damaged_file_is_reported(app_env):
@@ -168,7 +185,8 @@ def test_prompt_lab_handles_script_prompts_and_misaligned_twins(app_env):
     _ok(at.run())
     table = at.dataframe[0].value
     assert "<script>alert(1)</script> Mary" in table["prompt"].tolist()[0]
-    assert "must align" in table["problem"].tolist()[0] or table["problem"].tolist()[0] == ""
+    problems = table["problem"].tolist()
+    assert "must align" in problems[0] and problems[1] == "", problems   # "Mary John Mary" is one word longer
 
 
 def test_learn_runs_a_pruning_stage(app_env, short_lessons):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from engine.circuit import Circuit
+from engine.evaluate import evaluate
 from engine.compare import compare_methods, default_runs, format_table, sizes_from_sparsities
 from engine.faithfulness import MIB_SIZES, area, curve, edge_counts, random_baseline
 from engine.methods import METHODS, make_config
@@ -27,18 +28,39 @@ def test_area_is_mib_trapezoid() -> None:
         edge_counts(10, [0.0, 0.5])
 
 
-def test_curve_endpoints_and_ranges(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
-    full = Circuit.full(tiny_model.graph)
-    c = curve(tiny_model, tiny_task, full, sizes=(0.5, 1.0))
-    assert c.faithfulness[-1] == pytest.approx(1.0, abs=1e-5) and c.kl[-1] == pytest.approx(0.0, abs=1e-5)
-    assert c.n_edges == (tiny_model.graph.n_edges // 2, tiny_model.graph.n_edges)
-    assert c.cmd >= 0 and all(map(lambda x: x == x, c.faithfulness))
+def _by_evaluate(model, task: Task, scores: torch.Tensor, k: int) -> tuple[float, float]:  # noqa: ANN001
+    """f(C) = (m(C) - m(empty)) / (m(full) - m(empty)) and KL of the top-k circuit, through evaluate() (its own
+    batching and forward path, not faithfulness._measure)."""
+    g = model.graph
+    circuit = Circuit(g, scores, g.real_edges.clone(), None, {}).top_n(k)
+    got, empty = evaluate(model, task, circuit), evaluate(model, task, Circuit.empty(g))
+    return (got.metric - empty.metric) / (got.full_metric - empty.metric), got.kl
 
 
-def test_random_baseline_spreads(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
-    rb = random_baseline(tiny_model, tiny_task, sizes=(0.2, 0.5, 1.0), draws=4)
+def test_curve_matches_evaluate_at_every_size(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
+    g = tiny_model.graph
+    scores = torch.rand(g.real_edges.shape, generator=torch.Generator().manual_seed(7)) * g.real_edges
+    circuit = Circuit(g, scores, g.real_edges.clone(), None, {})
+    c = curve(tiny_model, tiny_task, circuit, sizes=(0.1, 0.5, 1.0))
+    assert c.n_edges == (g.n_edges // 10, g.n_edges // 2, g.n_edges)
+    for i, k in enumerate(c.n_edges):
+        f, kl = _by_evaluate(tiny_model, tiny_task, scores, k)
+        assert c.faithfulness[i] == pytest.approx(f, rel=1e-4, abs=1e-6) and c.kl[i] == pytest.approx(kl, rel=1e-4, abs=1e-6)
+    assert len(set(round(x, 4) for x in c.faithfulness)) == 3    # the sizes differ, so must their values
+    f = c.faithfulness   # trapezoids on the linear size axis, by hand
+    assert c.cpr == pytest.approx(0.4 * (f[0] + f[1]) / 2 + 0.5 * (f[1] + f[2]) / 2)
+    assert c.cmd == pytest.approx(0.4 * (abs(1 - f[0]) + abs(1 - f[1])) / 2 + 0.5 * (abs(1 - f[1]) + abs(1 - f[2])) / 2)
+
+
+def test_random_baseline_is_the_mean_of_random_circuits(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
+    from engine.methods.random_scores import random_scores
+    rb = random_baseline(tiny_model, tiny_task, sizes=(0.2, 0.5, 1.0), draws=4, seed=3)
     assert rb.draws == 4 and len(rb.mean) == 3 and rb.std[-1] == pytest.approx(0.0, abs=1e-6)
-    assert rb.mean[-1] == pytest.approx(1.0, abs=1e-5)
+    for i, k in enumerate(rb.n_edges[:2]):
+        fs = torch.tensor([_by_evaluate(tiny_model, tiny_task, random_scores(tiny_model, 3 + d), k)[0]
+                           for d in range(4)], dtype=torch.float64)
+        assert rb.mean[i] == pytest.approx(float(fs.mean()), rel=1e-4, abs=1e-6)
+        assert rb.std[i] == pytest.approx(float(fs.std()), rel=1e-3, abs=1e-6) and rb.std[i] > 0
 
 
 def test_unchanged_metric_is_refused(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001

@@ -14,6 +14,15 @@ def test_prune_reaches_target_and_returns_circuit(tiny_model, tiny_task):
     assert abs(circuit.sparsity - 0.7) < 0.1
     assert circuit.meta["method"] == "edge-pruning" and "prune_config" in circuit.meta
     assert torch.isfinite(circuit.scores).all()
+    expected_kept = (1 - log.steps[-1].edge_sparsity) * tiny_model.graph.n_edges   # the authors' discretisation
+    assert abs(circuit.n_edges - expected_kept) <= 1
+    # the gates learned something: the circuit beats every random circuit of its size on the train split
+    from engine.methods.random_scores import random_scores
+    g, n = tiny_model.graph, circuit.n_edges
+    kl = evaluate(tiny_model, tiny_task, circuit, split="train").kl
+    chance = [evaluate(tiny_model, tiny_task, Circuit(g, random_scores(tiny_model, s), g.real_edges.clone()).top_n(n),
+                       split="train").kl for s in range(5)]
+    assert kl < min(chance), (kl, chance)
 
 
 def test_same_seed_same_circuit(tiny_model, tiny_task):
@@ -45,9 +54,13 @@ def test_checkpoint_of_other_settings_refused(tiny_model, tiny_task, tmp_path):
 
 
 def test_node_gates(tiny_model, tiny_task):
-    cfg = PruneConfig(n_steps=30, batch_size=8, edge_sparsity=0.5, node_sparsity=0.3, warmup_steps=20)
+    cfg = PruneConfig(n_steps=30, batch_size=8, edge_sparsity=0.5, node_sparsity=0.3, warmup_steps=20,
+                      init_log_alpha=1.0)   # near the middle, so 30 steps move the gates
     circuit, log = prune(tiny_model, tiny_task, cfg)
-    assert circuit.node_scores is not None and log.steps[-1].node_sparsity is not None
+    assert circuit.node_scores is not None and 0.02 < log.steps[-1].node_sparsity < 0.95
+    # an edge's score is its gate times its writer's node gate (test_math.py pins the forward side)
+    assert (circuit.scores <= circuit.node_scores[:, None] + 1e-6).all()
+    assert float((circuit.node_scores[:, None] - circuit.scores)[tiny_model.graph.real_edges].max()) < 0.5
 
 
 def test_evaluate_full_and_empty_baselines(tiny_model, tiny_task):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 
 import pytest
@@ -19,7 +20,11 @@ def test_library_never_overwrites(tmp_path):
     assert (e1.name, e2.name) == ("my-circuit", "my-circuit-2")
     assert lib.load("my-circuit").circuit_id == a.circuit_id
     assert lib.load("my-circuit-2").circuit_id == b.circuit_id
-    assert [e.name for e in lib.entries()] == ["my-circuit-2", "my-circuit"] or len(lib.entries()) == 2
+    os.utime(e1.path, (1_000_000, 1_000_000))   # two saves can share an mtime tick; make the order known
+    os.utime(e2.path, (2_000_000, 2_000_000))
+    assert [e.name for e in lib.entries()] == ["my-circuit-2", "my-circuit"]   # newest first
+    os.utime(e1.path, (3_000_000, 3_000_000))
+    assert [e.name for e in lib.entries()] == ["my-circuit", "my-circuit-2"]
 
 
 def test_library_concurrent_saves_get_distinct_files(tmp_path):
