@@ -25,7 +25,7 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     if data:
         src = p.add_mutually_exclusive_group(required=True)
-        src.add_argument("--data", help="JSONL file of clean/corrupted pairs (DESIGN §3)")
+        src.add_argument("--data", help="JSONL file of clean/corrupted pairs (format: README, 'Custom data (JSONL)')")
         src.add_argument("--task", help=f"built-in task: {', '.join(TASKS)}")
         p.add_argument("--n-examples", "--n", dest="n", type=int, default=256,
                        help="built-in tasks: train examples to generate (--n is short for it, except under torchrun, "

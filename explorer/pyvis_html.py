@@ -2,7 +2,7 @@
 
 Every edge and its score is sent once; the threshold, the hidden (dangling) edges and the highlighted node
 are applied in the page's own JavaScript with vis-network DataViews. Inside the app a tiny bridge posts
-new view states to the iframe, so moving a threshold never reloads the graph (DESIGN §5).
+new view states to the iframe, so moving a threshold never reloads the graph.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def task_picker(model_name: str, key: str) -> Task | None:
         name, data = sess.data_upload
         return resources.jsonl_task(model_name, data, name)
     except engine.DataError as e:
-        lines = "\n".join(f"- line {n}: {reason}" for n, reason in e.problems[:30])
+        lines = "\n".join(f"- {item}" for item in e.items()[:30])
         st.error(f"The data has {len(e.problems)} problem(s):\n{lines}")
     except (KeyError, ValueError) as e:
         st.error(f"Cannot build this task for {model_name}: {e}")

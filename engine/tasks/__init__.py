@@ -100,7 +100,7 @@ def get_task(name: str, tokenizer: Tokenizer, n: int = 64, seed: int = 0, n_ctx:
 
 
 def write_task_jsonl(name: str, tokenizer: Tokenizer, path: str | Path, n: int = 64, seed: int = 0) -> int:
-    """Write a built-in task's examples (all splits) in the JSONL format of DESIGN §3; returns the line count."""
+    """Write a built-in task's examples (all splits) in the README's JSONL format; returns the line count."""
     examples = task_examples(name, tokenizer, n, seed)
     write_jsonl(examples, path)
     return len(examples)

@@ -20,13 +20,21 @@ class Tokenizer(Protocol):
 
 
 class DataError(ValueError):
-    """Invalid task data; `problems` lists (line or example number, reason) for every bad item."""
+    """Invalid task data; `problems` lists (line or example number, reason) for every bad item, or
+    (None, reason) once for a problem of the whole file (not text, no examples)."""
 
-    def __init__(self, source: str, problems: list[tuple[int, str]], what: str = "line") -> None:
-        self.source, self.problems = source, problems
-        shown = "\n".join(f"  {what} {n}: {reason}" for n, reason in problems[:20])
+    def __init__(self, source: str, problems: list[tuple[int | None, str]], what: str = "line") -> None:
+        self.source, self.problems, self.what = source, problems, what
+        if len(problems) == 1 and problems[0][0] is None:
+            super().__init__(f"{source}: {problems[0][1]}")
+            return
+        shown = "\n".join(f"  {item}" for item in self.items()[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         super().__init__(f"{source}: {len(problems)} invalid {what}(s)\n{shown}{more}")
+
+    def items(self) -> list[str]:
+        """One readable line per problem: "line 3: reason", or the reason alone for the whole file."""
+        return [reason if n is None else f"{self.what} {n}: {reason}" for n, reason in self.problems]
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ class Example:
     split: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSONL format of DESIGN §3 (plus optional `good`/`bad` lists our reader understands)."""
+        """The JSONL format of the README's "Custom data (JSONL)" (with the optional `good`/`bad` lists)."""
         out: dict[str, Any] = {"clean": f"{self.clean}<predict>{self.answer}</predict>",
                                "corrupted": f"{self.corrupt}<predict>{self.corrupt_answer or self.answer}</predict>"}
         if self.split:

@@ -1,4 +1,4 @@
-"""Read and write the JSONL task format of DESIGN §3; every bad line is reported with its line number."""
+"""Read and write the JSONL task format (README, "Custom data (JSONL)"); every bad line is reported by number."""
 
 from __future__ import annotations
 
@@ -60,22 +60,42 @@ def parse_line(line: str) -> Example:
                    good=_completions(obj, "good"), bad=_completions(obj, "bad"), split=split)
 
 
+def _text_lines(path: str | Path) -> list[tuple[int, str | None]]:
+    """(1-based line number, text or None where the line is not UTF-8) of every line; a UTF-8 byte-order mark
+    and CRLF/CR line ends are accepted. Raises DataError once for a file that is not text at all."""
+    data = Path(path).read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data.strip():
+        raise DataError(str(path), [(None, "the file has no examples: it is empty (expected one JSON object per line)")])
+    lines = data.splitlines()
+    out: list[tuple[int, str | None]] = []
+    for n, raw in enumerate(lines, start=1):
+        try:
+            out.append((n, raw.decode("utf-8")))
+        except UnicodeDecodeError:
+            out.append((n, None))
+    bad = sum(text is None for _, text in out)
+    if b"\x00" in data or out[0][1] is None or bad > max(3, len(out) // 10):   # a binary file, not a few bad lines
+        raise DataError(str(path), [(None, f"not a UTF-8 text file ({len(data):,} bytes, {bad} of {len(out)} line(s) "
+                                           "are not UTF-8); expected JSONL: one JSON object per line")])
+    return out
+
+
 def _read(path: str | Path) -> tuple[list[Example], list[int]]:
     """Examples and their 1-based line numbers (blank lines are skipped). Raises DataError listing every bad line."""
     examples, numbers, problems = [], [], []
-    for n, raw in enumerate(Path(path).read_bytes().splitlines(), start=1):
+    for n, line in _text_lines(path):
+        if line is None:
+            problems.append((n, "not valid UTF-8"))
+            continue
+        if not line.strip():
+            continue
         try:
-            line = raw.decode("utf-8")
-            if not line.strip():
-                continue
             examples.append(parse_line(line))
             numbers.append(n)
-        except UnicodeDecodeError:
-            problems.append((n, "not valid UTF-8"))
         except ValueError as e:
             problems.append((n, str(e)))
-    if not examples and not problems:
-        problems.append((0, "the file has no examples"))
     if problems:
         raise DataError(str(path), problems)
     return examples, numbers
@@ -85,7 +105,8 @@ def read_jsonl(path: str | Path) -> list[Example]:
     """Every example of a JSONL task file.
 
     Raises:
-        DataError: listing (line number, reason) for every invalid line, or line 0 for an empty file.
+        DataError: listing (line number, reason) for every invalid line, or one reason for a file that is
+            empty or not UTF-8 text.
     """
     return _read(path)[0]
 
@@ -126,12 +147,37 @@ def load_jsonl_task(path: str | Path, tokenizer: Tokenizer, n_ctx: int, bos_id: 
     """
     examples, numbers = _read(path)
     splits, problems = {}, set()
-    for split, idx in assign_splits(examples).items():
+    assigned, notes = fill_missing_splits(assign_splits(examples))
+    for split, idx in assigned.items():
         splits[split], bad = tokenize([examples[i] for i in idx], tokenizer, n_ctx, bos_id, source=str(path),
                                       numbers=[numbers[i] for i in idx])
         problems.update(bad)
     if problems:
         raise DataError(str(path), sorted(problems))
     metric = "logit_diff" if any(ex.bad for ex in examples) else "accuracy"
+    meta = {"source": str(path), **({"splits_note": "; ".join(notes)} if notes else {})}
     return Task(name=name or Path(path).stem, metric=metric, splits=splits,
-                description=f"custom task from {Path(path).name}", meta={"source": str(path)})
+                description=f"custom task from {Path(path).name}", meta=meta)
+
+
+def fill_missing_splits(splits: dict[str, list[int]], seed: int = SPLIT_SEED) -> tuple[dict[str, list[int]], list[str]]:
+    """A file that names splits but lacks validation or test lines (e.g. train and test only) takes them from
+    train: 10% of its lines each (at least one), or every train line when train has fewer than FEW_LINES.
+    Returns the splits and a sentence for each split taken (to show the user)."""
+    train, notes = list(splits["train"]), []
+    missing = [s for s in ("validation", "test") if not splits[s]]
+    if not train or not missing:
+        return splits, notes
+    out = dict(splits)
+    if len(train) < FEW_LINES:
+        for s in missing:
+            out[s] = list(train)
+            notes.append(f"no {s} lines: {s} uses the {len(train)} train line(s) too")
+        return out, notes
+    random.Random(seed).shuffle(train)
+    k = max(1, len(train) // 10)
+    for i, s in enumerate(missing):
+        out[s] = sorted(train[i * k:(i + 1) * k])
+        notes.append(f"no {s} lines: {k} of the {len(splits['train'])} train lines became the {s} split")
+    out["train"] = sorted(train[len(missing) * k:])
+    return out, notes

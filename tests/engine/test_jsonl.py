@@ -47,8 +47,11 @@ def test_every_bad_line_is_reported_with_its_number(tmp_path):
 def test_empty_file_and_undecodable_line_are_errors(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n  \n")
-    with pytest.raises(DataError, match="no examples"):
-        read_jsonl(empty)
+    for content in (b"", b"\n  \n", b"\xef\xbb\xbf\r\n"):
+        empty.write_bytes(content)
+        with pytest.raises(DataError, match="no examples: it is empty") as err:
+            read_jsonl(empty)
+        assert "line 0" not in str(err.value) and err.value.items() == [err.value.problems[0][1]]
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(GOOD.encode() + b"\n\xff\xfe\n")
     with pytest.raises(DataError, match="line 2: not valid UTF-8"):
@@ -100,3 +103,41 @@ def test_unsplit_lines_are_divided_deterministically():
     assert splits == assign_splits(examples)
     assert [len(splits[s]) for s in ("train", "validation", "test")] == [32, 4, 5]
     assert 0 in splits["test"] and len(set().union(*map(set, splits.values()))) == 41
+
+
+def test_byte_order_mark_and_crlf_are_accepted(tmp_path, gpt2_style_tokenizer):
+    lines = [_line("Then, Mary and John went", "Then, Anna and Carl went", " home", split=split)
+             for split in ("train", "validation", "test")]
+    path = tmp_path / "windows.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    task = load_jsonl_task(path, gpt2_style_tokenizer, n_ctx=64)
+    assert [len(task.split(s)) for s in ("train", "validation", "test")] == [1, 1, 1]
+    assert task.split("train").examples[0].answer == " home"
+
+
+def test_a_binary_file_is_one_message(tmp_path):
+    """20 MB of random bytes: one problem naming the file as not text, not thousands of line errors."""
+    import random
+    path = tmp_path / "model.bin"
+    path.write_bytes(random.Random(0).randbytes(20 * 2**20))
+    with pytest.raises(DataError) as err:
+        read_jsonl(path)
+    assert len(err.value.problems) == 1 and "not a UTF-8 text file" in str(err.value)
+    assert "line" not in err.value.items()[0].split("(")[0]
+
+
+def test_train_and_test_only_takes_validation_from_train(tmp_path, gpt2_style_tokenizer):
+    names = ["Mary", "Anna", "John", "Carl", "Paul", "Emma", "Lisa", "Mark", "Adam", "Rose", "Jack", "Kate"]
+    lines = [_line(f"Then, {a} and {b} went", f"Then, {b} and {a} went", " home", split="train")
+             for a in names for b in names[:2] if a != b][:20]
+    lines += [_line("Then, Mary and John went", "Then, Anna and Carl went", " home", split="test")]
+    path = tmp_path / "no_validation.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    task = load_jsonl_task(path, gpt2_style_tokenizer, n_ctx=64)
+    train, val = task.split("train"), task.split("validation")
+    assert (len(train), len(val), len(task.split("test"))) == (18, 2, 1)
+    assert not {e.clean for e in train.examples} & {e.clean for e in val.examples}   # taken out of train
+    assert task.meta["splits_note"] == "no validation lines: 2 of the 20 train lines became the validation split"
+    path.write_text("\n".join(lines[:3] + lines[-1:]) + "\n")   # few train lines: shared, and said so
+    task = load_jsonl_task(path, gpt2_style_tokenizer, n_ctx=64)
+    assert len(task.split("validation")) == 3 and "uses the 3 train line(s) too" in task.meta["splits_note"]
