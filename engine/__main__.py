@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import (Circuit, PruneConfig, embedded_models, evaluate, get_task, load_jsonl_task, load_model, prune)
+from .prune import check_task
 from .compare_cli import add_compare_parser
 from . import distributed
 from .runtime import idle_cores, is_small_model
@@ -58,13 +59,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
     ctx, model = load_for_prune(args)  # torchrun: joins the process group, FSDP-shards the model
     _tune_threads(model)
     task = _task(args, model)
+    out = _writable_folder(Path(args.out))
+    check_task(model, task, ("train", "validation"))   # what could fail after the run fails now instead
+    if note := task.meta.get("splits_note"):
+        print(f"note: {note}", file=sys.stderr)
     init = None
     if args.init != "open":  # warm start from attribution scores (the paper's suggested hybrid)
         from .methods.warmstart import EdgePruningConfig, warm_start
         warm = EdgePruningConfig(prune=cfg, init=args.init)
         cfg, init = warm.prune_config(), warm_start(model, task, warm)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=cfg.n_steps, desc="pruning", unit="step", disable=not ctx.is_main)
 
     def on_step(s) -> None:  # noqa: ANN001
@@ -74,16 +77,24 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     circuit, log = prune(model, task, cfg, on_step=on_step, checkpoint_dir=out, init_log_alpha=init)
     bar.close()
-    result = evaluate(model, task, circuit, split="validation")
-    distributed.teardown()
-    if not ctx.is_main:  # distributed: rank 0 writes the one circuit file
+    circuit = Circuit(circuit.graph, circuit.scores, circuit.keep, circuit.node_scores,
+                      {**circuit.meta, "name": out.name, "init": args.init})
+    if ctx.is_main:  # the result is on disk before anything else can fail (distributed: rank 0 writes)
+        circuit.save(out / "circuit.safetensors")
+        circuit.save_edges_json(out / "edges.json")
+        (out / "log.json").write_text(log.to_json())
+    try:
+        result = evaluate(model, task, circuit, split="validation")
+    except Exception as e:  # noqa: BLE001 - any failure here must say where the result is
+        raise ValueError(f"evaluating the circuit on the validation split failed ({type(e).__name__}: {e}); "
+                         f"the circuit is saved in {out / 'circuit.safetensors'} (and edges.json, log.json)") from e
+    finally:
+        distributed.teardown()
+    if not ctx.is_main:
         return 0
     circuit = Circuit(circuit.graph, circuit.scores, circuit.keep, circuit.node_scores,
-                      {**circuit.meta, "name": out.name, "init": args.init,
-                       "metrics": json.dumps(result.to_dict())})
+                      {**circuit.meta, "metrics": json.dumps(result.to_dict())})
     circuit.save(out / "circuit.safetensors")
-    circuit.save_edges_json(out / "edges.json")
-    (out / "log.json").write_text(log.to_json())
     (out / "circuit.json").write_text(json.dumps({**circuit.meta, "eval_validation": result.to_dict()}, indent=1))
     for w in log.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -92,6 +103,18 @@ def cmd_prune(args: argparse.Namespace) -> int:
           f"accuracy {result.accuracy:.3f} (model {result.full_accuracy:.3f}); {log.elapsed_s:.1f} s")
     print(f"wrote {out / 'circuit.safetensors'}, edges.json, circuit.json, log.json, checkpoint.safetensors")
     return 0
+
+
+def _writable_folder(out: Path) -> Path:
+    """`out`, created, after writing and removing a probe file in it (a run must not end unable to save)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write to the output folder {out}: {e.strerror or e}") from None
+    return out
 
 
 def _load_circuit(spec: str, model) -> Circuit:  # noqa: ANN001

@@ -173,6 +173,42 @@ class _State(torch.nn.Module):
         return torch.optim.Adam(gates, lr=cfg.lr_gates), torch.optim.Adam([self.lambdas], lr=cfg.lr_lambdas)
 
 
+def check_task(model: MaskedTransformer, task: Task, splits: tuple[str, ...] = ("train",)) -> None:
+    """What a run (and its evaluation on `splits` after it) could fail on, checked before its first step: every
+    split present, the metric and loss known, token ids inside the model's vocabulary, lengths inside its
+    context, a scored position in every example.
+
+    Raises:
+        ValueError: naming the split and the problem.
+    """
+    from .metrics import get_metric
+    try:
+        get_metric(task.metric)
+    except KeyError as e:
+        raise ValueError(e.args[0]) from None
+    if task.loss not in ("kl", "mse"):
+        raise ValueError(f"unknown loss {task.loss!r}; choose from ['kl', 'mse']")
+    c = model.cfg
+    for split in splits:
+        try:
+            d = task.split(split)
+        except KeyError as e:
+            raise ValueError(f"{e.args[0]}; a run needs {' and '.join(splits)} examples") from None
+        tokens = torch.cat([d.clean, d.corrupt])
+        if int(tokens.max()) >= c.d_vocab or int(tokens.min()) < 0:
+            raise ValueError(f"task {task.name!r} ({split}): token id {int(tokens.max())} is outside the model's "
+                             f"vocabulary of {c.d_vocab}; was the data tokenized for another model?")
+        if int(d.lengths.max()) > c.n_ctx:
+            raise ValueError(f"task {task.name!r} ({split}): an example of {int(d.lengths.max())} tokens; the model "
+                             f"reads at most {c.n_ctx}")
+        if not bool((d.positions >= 0).any(1).all()):
+            raise ValueError(f"task {task.name!r} ({split}): an example has no scored position")
+        answers = torch.cat([d.answers.flatten(), d.good.flatten(), d.bad.flatten()])
+        if int(answers.max()) >= c.vocab_out:
+            raise ValueError(f"task {task.name!r} ({split}): answer token id {int(answers.max())} is outside the "
+                             f"model's output vocabulary of {c.vocab_out}")
+
+
 def prune(model: MaskedTransformer, task: Task, cfg: PruneConfig,
           on_step: Callable[[StepLog], bool | None] | None = None, init_log_alpha: Tensor | None = None,
           checkpoint_dir: str | Path | None = None, checkpoint_every: int = 100) -> tuple[Circuit, PruneLog]:
@@ -189,6 +225,7 @@ def prune(model: MaskedTransformer, task: Task, cfg: PruneConfig,
     Returns:
         (the circuit with per-edge scores, discretised as the authors do, and the run's log).
     """
+    check_task(model, task)
     gen = seed_everything(cfg.seed)
     torch.manual_seed(cfg.seed)
     if model.device.type == "cpu":

@@ -97,7 +97,10 @@ def task_picker(model_name: str, key: str) -> Task | None:
         if sess.data_upload is None:
             return None
         name, data = sess.data_upload
-        return resources.jsonl_task(model_name, data, name)
+        task = resources.jsonl_task(model_name, data, name)
+        if note := task.meta.get("splits_note"):
+            st.info(f"{name}: {note}.")
+        return task
     except engine.DataError as e:
         lines = "\n".join(f"- {item}" for item in e.items()[:30])
         st.error(f"The data has {len(e.problems)} problem(s):\n{lines}")

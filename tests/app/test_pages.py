@@ -108,6 +108,28 @@ def test_bad_jsonl_upload_lists_line_numbers(app_env):
     assert "line 2" in errors, errors
 
 
+def test_binary_empty_and_train_test_only_uploads(app_env):
+    """A binary file and an empty one: one message each, no line numbers; train + test lines only: validation
+    taken from train, and the page says so."""
+    import random
+    at = _ok(_app().run())
+    at.radio(key="prune.source").set_value("Upload JSONL")
+    _ok(at.run())
+    for name, data, want in [("model.jsonl", random.Random(0).randbytes(2**20), "not a UTF-8 text file"),
+                             ("empty.jsonl", b"", "no examples: it is empty")]:
+        at.file_uploader(key="prune.upload").set_value((name, data, "application/octet-stream"))
+        _ok(at.run())
+        errors = "\n".join(e.value for e in at.error)
+        assert "1 problem" in errors and want in errors and "line" not in errors.split(want)[0], errors
+    line = json.dumps({"clean": "When Mary and John went to the store, John gave a drink to<predict> Mary</predict>",
+                       "corrupted": "When Alice and Bob went to the store, John gave a drink to<predict> Mary</predict>",
+                       "split": "train"})
+    lines = [line] * 12 + [line.replace('"train"', '"test"')]
+    at.file_uploader(key="prune.upload").set_value(("tt.jsonl", "\n".join(lines).encode(), "application/json"))
+    _ok(at.run())
+    assert not at.error and any("1 of the 12 train lines became the validation split" in i.value for i in at.info)
+
+
 def test_uploaded_jsonl_outlives_the_uploader(app_env):
     """A file uploader forgets its file on a page switch; the Prune page keeps using the session's last upload
     (and says so) until another file replaces it or the user forgets it."""
