@@ -21,7 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+if os.environ.get("CI") == "true":   # CI: a missing package is an error, not a skip
+    from playwright.sync_api import sync_playwright
+else:
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+if CHROMIUM is None and os.environ.get("CI") == "true":   # CI never skips it silently (.ci/run checks too)
+    pytest.fail("CI=true but no chromium on PATH: the browser test cannot run (apt-get install chromium)",
+                pytrace=False)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
 
 
