@@ -1,4 +1,15 @@
-"""Seconds and peak memory per Edge Pruning step vs a plain transformers forward+backward, same model and batch.
+"""Seconds and peak memory per Edge Pruning step against two baselines of the same model and batch, and the
+operation-count floor of each regime.
+
+Baselines (transformers' GPT-2):
+  plain      the usual training step: forward + backward with weight gradients for every parameter and
+             logits over the whole vocabulary at every position (work a prune step never does);
+  equal work frozen weights, the gradient to the input embeddings only, logits only at the scored position:
+             the work of the unmasked model that a prune step cannot avoid.
+Floor: multiply-accumulates a masked step must do, in seconds at the equal-work run's own rate: the equal-work
+MACs, plus the mixing products (forward, gate gradient and buffer gradient: 3 x edges x tokens x d_model), plus
+the no-grad forwards each regime recomputes (recompute: clean and corrupted; targets kept: corrupted; all kept:
+none). "vs floor" is measured / floor (1.0 = no overhead beyond the arithmetic).
 
 Usage: python bench/step_time.py [--device cpu|cuda] [--steps 5] [--shapes gpt2-small,tiny] [--batches 8,32]
 Each measurement runs in a fresh subprocess so peak memory is its own. Prints a markdown table.
@@ -98,6 +109,39 @@ def run_plain(shape: str, batch: int, steps: int, device: str) -> dict:
     return {"s_per_step": (CLOCK() - t0) / steps, "peak_mb": _peak_end(device, base)}
 
 
+def run_equal(shape: str, batch: int, steps: int, device: str) -> dict:
+    """transformers with frozen weights: forward, logits at the scored (last) position only, backward to the
+    input embeddings only (no weight gradients): what a prune step computes of the unmasked model."""
+    model = _hf_model(shape, device).requires_grad_(False)
+    x = torch.randint(0, SHAPES[shape]["vocab_size"], (batch, SEQ), device=device)
+    def step() -> None:
+        emb = model.transformer.wte(x).detach().requires_grad_(True)
+        hidden = model.transformer(inputs_embeds=emb).last_hidden_state[:, -1]
+        model.lm_head(hidden).log_softmax(-1)[:, 0].sum().backward()
+    base = _peak_start(device) if device == "cpu" else None
+    step()
+    base = base or _peak_start(device)
+    t0 = CLOCK()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return {"s_per_step": (CLOCK() - t0) / steps, "peak_mb": _peak_end(device, base)}
+
+
+def floor_macs(shape: str, batch: int) -> dict[str, float]:
+    """Multiply-accumulates of the equal-work baseline and of each regime's masked step (see the module doc)."""
+    from engine.graph import EdgeGraph
+    c = SHAPES[shape]
+    d, layers, tokens = c["n_embd"], c["n_layer"], batch * SEQ
+    per_token = layers * (12 * d * d + 2 * SEQ * d)        # q, k, v, o (4 d^2), MLP (8 d^2), scores and mix
+    forward = tokens * per_token                            # one no-grad forward, no logits
+    logits = batch * d * c["vocab_size"]                    # at the scored position only
+    equal = 2 * (forward + logits)                          # forward, and backward to the inputs only
+    mixing = 3 * EdgeGraph(layers, c["n_head"]).n_edges * tokens * d
+    return {"equal": equal, "all": equal + mixing, "targets": equal + mixing + forward,
+            "none": equal + mixing + 2 * forward + logits}
+
+
 def _task(shape: str, batch: int):
     from engine.tasks.base import Task, TaskData
     v, g = SHAPES[shape]["vocab_size"], torch.Generator().manual_seed(0)
@@ -141,6 +185,8 @@ def run_prune(shape: str, batch: int, steps: int, device: str, cache: str = "non
 def child(kind: str, shape: str, batch: int, steps: int, device: str) -> None:
     if kind == "plain":
         print(json.dumps(run_plain(shape, batch, steps, device)))
+    elif kind == "equal":
+        print(json.dumps(run_equal(shape, batch, steps, device)))
     else:
         print(json.dumps(run_prune(shape, batch, steps, device, cache=kind.split("-", 1)[1])))
 
@@ -176,19 +222,28 @@ def main() -> None:
     name = torch.cuda.get_device_name() if dev == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     clock = "main thread's CPU time" if args.cpu_time else "wall-clock"
     print(f"device: {name}; torch {torch.__version__}; fp32; {SEQ} tokens; {args.steps} timed steps; {clock}\n")
-    print("| shape | batch | plain fwd+bwd s | prune step s: recompute / targets kept / all kept | time ratios "
-          "| plain peak MB | prune peak MB (recompute / all kept) | memory ratios |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| shape | batch | plain fwd+bwd s | equal work s | prune step s: recompute / targets kept / all kept "
+          "| vs plain | vs equal work | floor s | vs floor | plain peak MB | prune peak MB (recompute / all kept) "
+          "| memory vs plain |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    regimes = ("none", "targets", "all")
     for shape in args.shapes.split(","):
         for batch in map(int, args.batches.split(",")):
-            p = measure("plain", shape, batch, args.steps, dev)
-            q = {c: measure(f"prune-{c}", shape, batch, args.steps, dev) for c in ("none", "targets", "all")}
-            t = " / ".join(f"{q[c]['s_per_step']:.3f}" for c in q)
-            r = " / ".join(f"{q[c]['s_per_step'] / p['s_per_step']:.2f}x" for c in q)
+            p, e = measure("plain", shape, batch, args.steps, dev), measure("equal", shape, batch, args.steps, dev)
+            q = {c: measure(f"prune-{c}", shape, batch, args.steps, dev) for c in regimes}
+            macs = floor_macs(shape, batch)
+            floor = {c: e["s_per_step"] * macs[c] / macs["equal"] for c in regimes}
+            def ratios(base: dict[str, float]) -> str:
+                return " / ".join(f"{q[c]['s_per_step'] / base[c]:.2f}x" for c in regimes)
+            t = " / ".join(f"{q[c]['s_per_step']:.3f}" for c in regimes)
             m = " / ".join(f"{q[c]['peak_mb']:.0f}" for c in ("none", "all"))
             mr = " / ".join(f"{q[c]['peak_mb'] / max(p['peak_mb'], 1e-9):.2f}x" for c in ("none", "all"))
-            print(f"| {shape} | {batch} | {p['s_per_step']:.3f} | {t} | {r} | {p['peak_mb']:.0f} | {m} | {mr} |",
-                  flush=True)
+            print(f"| {shape} | {batch} | {p['s_per_step']:.3f} | {e['s_per_step']:.3f} | {t} "
+                  f"| {ratios({c: p['s_per_step'] for c in regimes})} | {ratios({c: e['s_per_step'] for c in regimes})} "
+                  f"| {' / '.join(f'{floor[c]:.3f}' for c in regimes)} | {ratios(floor)} "
+                  f"| {p['peak_mb']:.0f} | {m} | {mr} |", flush=True)
+    print(f"\nequal-work MAC rate: floor s = equal-work s x floor MACs / equal-work MACs; MACs at the last shape: "
+          + ", ".join(f"{k} {v / 1e9:.1f} G" for k, v in macs.items()))
 
 
 if __name__ == "__main__":
