@@ -16,6 +16,7 @@ from .compare_cli import add_compare_parser
 from . import distributed
 from .runtime import idle_cores, is_small_model
 from .graph import count_edges
+from .methods.warmstart import INITS
 from .scale_cli import add_memory_args, add_prune_args, load_for_prune, memory_table, model_config
 from .tasks import TASKS
 
@@ -176,8 +177,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-lambdas", type=float, default=None, help="learning rate of the multipliers")
     p.add_argument("--ablation", default="interchange", choices=["interchange", "zero", "mean"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", default="open", choices=["open", "eap", "eap-ig"],
-                   help="gate initialisation: all open (the authors) or warm-started from EAP / EAP-IG scores")
+    p.add_argument("--init", default="open", choices=list(INITS),
+                   help="gate initialisation: all open (the authors) or warm-started from EAP, EAP-IG (the field's: "
+                        "input embeddings interpolated, Hanna et al. 2024) or eap-ig-gates (our gate-path variant) scores")
     add_prune_args(p)
     p.set_defaults(func=cmd_prune)
     p = sub.add_parser("evaluate", help="evaluate a circuit (or the full / empty baselines)")

@@ -11,6 +11,7 @@ from typing import Any
 from .compare import compare_methods, default_runs, format_table, sizes_from_sparsities
 from .faithfulness import MIB_SIZES
 from .methods import METHODS
+from .methods.warmstart import INITS
 from .methods.export import save_scores_json
 from .weights import load_model
 
@@ -22,7 +23,9 @@ def add_compare_parser(sub: Any, common: Callable[[argparse.ArgumentParser], Non
     """Register `compare-methods` on the engine CLI's subparsers (`common` adds --model/--task; `task_of` builds it)."""
     p = sub.add_parser("compare-methods", help="every method on one model and task: MIB faithfulness, CPR/CMD, time")
     common(p)
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
+    p.add_argument("--methods", default="edge-pruning,eap,eap-ig,acdc,random",
+                   help="comma-separated (default %(default)s), from: " + "; ".join(
+                       f"{name}: {m.description}" for name, m in METHODS.items()).replace("%", "%%"))
     p.add_argument("--sparsities", type=float, nargs="+", default=DEFAULT_SPARSITIES,
                    help="circuit sparsities to score every ranking at (default: MIB's 0.1%%..50%% of edges kept)")
     p.add_argument("--split", default="test", choices=["train", "validation", "test"])
@@ -30,8 +33,10 @@ def add_compare_parser(sub: Any, common: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--edge-sparsity", type=float, default=0.95, help="edge-pruning target; EAP/EAP-IG/random selection")
     p.add_argument("--lr", type=float, default=None, help="edge-pruning: learning rate of gates and multipliers "
                    "(default: PruneConfig's 0.8; 0.1 is steadier on the small embedded models)")
-    p.add_argument("--init", default="open", choices=["open", "eap", "eap-ig"], help="edge-pruning gate initialisation")
-    p.add_argument("--ig-steps", type=int, default=5, help="eap-ig: interpolation steps")
+    p.add_argument("--init", default="open", choices=list(INITS), help="edge-pruning gate initialisation ("
+                   "eap-ig: the field's EAP-IG, input embeddings interpolated; eap-ig-gates: our gate-path variant)")
+    p.add_argument("--ig-steps", type=int, default=5, help="eap-ig, eap-ig-activations, eap-ig-gates: interpolation "
+                   "steps m (the EAP-IG paper: 5)")
     p.add_argument("--acdc-threshold", type=float, default=0.01, help="acdc: KL threshold (nats)")
     p.add_argument("--random-draws", type=int, default=5)
     p.add_argument("--out", default=None, help="folder for each method's circuit (.safetensors) and scores JSON")
@@ -43,7 +48,8 @@ def _options(args: argparse.Namespace) -> dict[str, dict]:
     keep = args.edge_sparsity if args.edge_sparsity < 1 else 0.99
     lr = {} if args.lr is None else {"lr_gates": args.lr, "lr_lambdas": args.lr}
     return {"edge-pruning": {"n_steps": args.steps, "edge_sparsity": args.edge_sparsity, "init": args.init, **lr},
-            "eap": {"sparsity": keep}, "eap-ig": {"sparsity": keep, "steps": args.ig_steps},
+            "eap": {"sparsity": keep}, **{m: {"sparsity": keep, "steps": args.ig_steps}
+                                          for m in ("eap-ig", "eap-ig-activations", "eap-ig-gates")},
             "acdc": {"threshold": args.acdc_threshold}, "random": {"sparsity": keep}}
 
 

@@ -17,7 +17,8 @@ from ..tasks.base import Task
 from .acdc import ACDCConfig, run_acdc
 from .common import StepCallback
 from .eap import EAPConfig, eap_scores, run_eap
-from .eap_ig import EAPIGConfig, eap_ig_scores, run_eap_ig
+from .eap_ig import EAPIGConfig, eap_ig_scores, run_eap_ig, run_eap_ig_activations
+from .eap_ig_gates import eap_ig_gates_scores, run_eap_ig_gates
 from .random_scores import RandomConfig, run_random
 from .warmstart import EdgePruningConfig, init_log_alpha_from_scores, run_edge_pruning
 
@@ -43,7 +44,13 @@ METHODS: dict[str, Method] = {
     "edge-pruning": Method(run_edge_pruning, EdgePruningConfig,
                            "Edge Pruning: learned hard-concrete edge gates (Bhaskar et al. 2024); init='eap' warm-starts"),
     "eap": Method(run_eap, EAPConfig, "Edge attribution patching: |gradient x activation difference|, one backward"),
-    "eap-ig": Method(run_eap_ig, EAPIGConfig, "EAP with integrated gradients along the gates from corrupted to clean"),
+    "eap-ig": Method(run_eap_ig, EAPIGConfig, "EAP-IG as Hanna et al. 2024 / the EAP-IG library / MIB: input embeddings "
+                     "interpolated (alpha = k/m, k = 0..m-1), mean reader gradient x fixed writer difference"),
+    "eap-ig-activations": Method(run_eap_ig_activations, EAPIGConfig,
+                                 "EAP-IG over activations (the EAP-IG library's option): each writer group's output "
+                                 "interpolated in turn (alpha = k/m, k = 1..m)"),
+    "eap-ig-gates": Method(run_eap_ig_gates, EAPIGConfig, "Our variant, not the field's EAP-IG: integrated gradients "
+                           "along every edge gate moved together from corrupted to clean (complete)"),
     "acdc": Method(run_acdc, ACDCConfig, "ACDC: greedy removal by KL change, reverse topological order"),
     "random": Method(run_random, RandomConfig, "Random edge scores: the chance baseline"),
 }
@@ -78,4 +85,5 @@ def make_config(name: str, **options: Any) -> Any:
 
 
 __all__ = ["METHODS", "Method", "get_method", "make_config", "ACDCConfig", "EAPConfig", "EAPIGConfig",
-           "EdgePruningConfig", "RandomConfig", "eap_scores", "eap_ig_scores", "init_log_alpha_from_scores"]
+           "EdgePruningConfig", "RandomConfig", "eap_scores", "eap_ig_scores", "eap_ig_gates_scores",
+           "init_log_alpha_from_scores"]

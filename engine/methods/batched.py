@@ -48,6 +48,15 @@ def batched_logits(model: MaskedTransformer, tokens: Tensor, keeps: Tensor, corr
     Returns:
         [C, B, K, vocab].
     """
+    return batched_run(model, tokens, keeps, corrupt, positions)[0]
+
+
+@torch.no_grad()
+def batched_run(model: MaskedTransformer, tokens: Tensor, keeps: Tensor, corrupt: CorruptCache,
+                positions: Tensor) -> tuple[Tensor, Tensor]:
+    """batched_logits, and every writer's change y - y~ in each run: ([C, B, K, vocab], [C, n_src, B * P * d_model]).
+
+    The input writers' rows are the unscaled embedding change (their gates scale it where readers mix)."""
     g, cfg = model.graph, model.cfg
     tokens = tokens.to(model.device)
     b, n = tokens.shape
@@ -69,7 +78,7 @@ def batched_logits(model: MaskedTransformer, tokens: Tensor, keeps: Tensor, corr
             delta[:, start + h] += model._mlp(blk, x.view(n_c * b, n, d)).reshape(n_c, -1)
     x = _mix(keeps[:, :, -1:], delta, corrupt.resid[-1]).view(n_c, b, n, d)
     rows = torch.arange(b, device=model.device)[:, None]
-    return model._unembed(x[:, rows, positions.to(model.device).clamp(min=0)])
+    return model._unembed(x[:, rows, positions.to(model.device).clamp(min=0)]), delta
 
 
 def chunk_size(model: MaskedTransformer, data: TaskData, budget_mb: float) -> int:

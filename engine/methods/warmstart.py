@@ -24,6 +24,10 @@ from ..tasks.base import Task
 from .common import Progress, StepCallback
 from .eap import EAPConfig, eap_scores
 from .eap_ig import EAPIGConfig, eap_ig_scores
+from .eap_ig_gates import eap_ig_gates_scores
+
+INITS = ("open", "eap", "eap-ig", "eap-ig-gates")
+"""Gate initialisations of Edge Pruning: the authors' all-open start, or a warm start from an attribution."""
 
 
 @dataclass(frozen=True)
@@ -31,15 +35,16 @@ class EdgePruningConfig:
     """Edge Pruning with an optional attribution warm start."""
 
     prune: PruneConfig = field(default_factory=PruneConfig)
-    init: Literal["open", "eap", "eap-ig"] = "open"  # "open": the authors' init (every gate near log_alpha 10)
+    init: Literal["open", "eap", "eap-ig", "eap-ig-gates"] = "open"  # "open": the authors' init (gates near log_alpha 10);
+    # "eap-ig": the field's EAP-IG (input embeddings interpolated); "eap-ig-gates": our gate-path variant
     init_keep: float | None = None  # share of edges started open; None = 1 - prune.edge_sparsity (at least 1%)
     softness: float = 0.05          # rank width of the ramp between open and closed gates
     max_log_alpha: float = 6.0      # |initial gate logit| cap; 6 keeps gates saturated yet revivable
     attribution_examples: int = 64  # examples the attribution is computed on (train split)
 
     def __post_init__(self) -> None:
-        if self.init not in ("open", "eap", "eap-ig"):
-            raise ValueError(f"unknown init {self.init!r}; choose from ['eap', 'eap-ig', 'open']")
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose from {sorted(INITS)}")
         if self.init_keep is not None and not 0.0 < self.init_keep <= 1.0:
             raise ValueError(f"init_keep must be in (0, 1], got {self.init_keep}")
         if self.softness <= 0 or self.max_log_alpha <= 0:
@@ -70,11 +75,14 @@ def warm_start(model: MaskedTransformer, task: Task, cfg: EdgePruningConfig) -> 
     if cfg.init == "open":
         return None
     eap_cfg = EAPConfig(n_examples=cfg.attribution_examples, ablation=cfg.prune.ablation)
+    ig_cfg = EAPIGConfig(n_examples=cfg.attribution_examples, ablation=cfg.prune.ablation)
     if cfg.init == "eap":
         signed = eap_scores(model, task, eap_cfg)
-    else:
-        signed = eap_ig_scores(model, task, EAPIGConfig(n_examples=cfg.attribution_examples,
-                                                        ablation=cfg.prune.ablation))
+    elif cfg.init == "eap-ig-gates":
+        signed = eap_ig_gates_scores(model, task, ig_cfg)
+    else:   # the standard EAP-IG interpolates the corrupted prompt's embeddings: other ablations use the activations one
+        signed = eap_ig_scores(model, task, ig_cfg, variant="eap-ig" if cfg.prune.ablation == "interchange"
+                               else "eap-ig-activations")
     return init_log_alpha_from_scores(signed.abs(), model.graph.real_edges, cfg.keep_share(), cfg.softness,
                                       cfg.max_log_alpha)
 

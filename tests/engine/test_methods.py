@@ -15,7 +15,8 @@ from engine.methods.acdc import ACDCConfig, acdc_search
 from engine.methods.batched import batched_logits
 from engine.methods.common import corrupted, kl_to_full, scoring_data
 from engine.methods.eap import EAPConfig, eap_scores
-from engine.methods.eap_ig import EAPIGConfig, eap_ig_scores
+from engine.methods.eap_ig import EAPIGConfig
+from engine.methods.eap_ig_gates import eap_ig_gates_scores
 from engine.methods.warmstart import init_log_alpha_from_scores
 from engine.tasks.base import Task
 
@@ -52,9 +53,9 @@ def test_eap_equals_finite_differences(model64, tiny_task: Task) -> None:  # noq
     assert float(signed[~g.real_edges].abs().sum()) == 0.0
 
 
-def test_eap_ig_is_complete(model64, tiny_task: Task) -> None:  # noqa: ANN001
+def test_eap_ig_gates_is_complete(model64, tiny_task: Task) -> None:  # noqa: ANN001
     """Sum of integrated gradients along the gate path = M(full) - M(empty)."""
-    ig = eap_ig_scores(model64, tiny_task, EAPIGConfig(steps=8, n_examples=None, batch_size=24))
+    ig = eap_ig_gates_scores(model64, tiny_task, EAPIGConfig(steps=8, n_examples=None, batch_size=24))
     real = model64.graph.real_edges.double()
     gap = _metric(model64, tiny_task, real) - _metric(model64, tiny_task, torch.zeros_like(real))
     assert float(ig.sum()) == pytest.approx(gap, rel=1e-2)
@@ -129,7 +130,8 @@ def test_acdc_threshold_zero_keeps_every_edge_that_matters(model64, tiny_task: T
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_returns_a_valid_circuit(name: str, tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
     opts = {"edge-pruning": dict(n_steps=8, edge_sparsity=0.3, batch_size=8),
-            "eap-ig": dict(sparsity=0.5, steps=2, n_examples=8), "eap": dict(sparsity=0.5, n_examples=8), "acdc": dict(threshold=0.001), "random": dict(sparsity=0.2)}
+            "eap-ig": dict(sparsity=0.5, steps=2, n_examples=8), "eap-ig-gates": dict(sparsity=0.5, steps=2, n_examples=8),
+            "eap-ig-activations": dict(sparsity=0.5, steps=2, n_examples=8), "eap": dict(sparsity=0.5, n_examples=8), "acdc": dict(threshold=0.001), "random": dict(sparsity=0.2)}
     events = []
     circuit = METHODS[name](tiny_model, tiny_task, make_config(name, **opts[name]), events.append)
     assert isinstance(circuit, Circuit) and circuit.graph.same_as(tiny_model.graph)
