@@ -17,7 +17,8 @@ from . import distributed
 from .runtime import idle_cores, is_small_model
 from .graph import count_edges
 from .methods.warmstart import INITS
-from .scale_cli import add_memory_args, add_prune_args, load_for_prune, memory_table, model_config
+from .scale_cli import (add_graph_arg, add_memory_args, add_prune_args, load_for_prune, memory_table, model_config,
+                        wants_split)
 from .tasks import TASKS
 
 
@@ -25,6 +26,7 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--model", required=True, help=f"embedded name ({', '.join(embedded_models()) or 'none'}), "
                    "local save_pretrained folder, or hub id")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    add_graph_arg(p)
     if data:
         src = p.add_mutually_exclusive_group(required=True)
         src.add_argument("--data", help="JSONL file of clean/corrupted pairs (format: README, 'Custom data (JSONL)')")
@@ -52,11 +54,19 @@ def _task(args: argparse.Namespace, model):  # noqa: ANN001, ANN202
                     bos_id=model.bos_id)
 
 
+def prune_config(args: argparse.Namespace) -> PruneConfig:
+    """The PruneConfig of `prune`'s flags: our defaults, or --recipe authors (PruneConfig.authors()) where a flag
+    is not given."""
+    given = {k: v for k, v in (("n_steps", args.steps), ("batch_size", args.batch_size), ("warmup_steps", args.warmup),
+                               ("lr_gates", args.lr), ("lr_lambdas", args.lr_lambdas)) if v is not None}
+    common = dict(edge_sparsity=args.edge_sparsity, node_sparsity=args.node_sparsity, seed=args.seed,
+                  ablation=args.ablation, **given)
+    return PruneConfig.authors(**common) if args.recipe == "authors" else PruneConfig(**common)
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
-    cfg = PruneConfig(n_steps=args.steps, batch_size=args.batch_size, edge_sparsity=args.edge_sparsity,
-                      node_sparsity=args.node_sparsity, warmup_steps=args.warmup, lr_gates=args.lr,
-                      lr_lambdas=args.lr_lambdas or PruneConfig.lr_lambdas, seed=args.seed, ablation=args.ablation)
+    cfg = prune_config(args)
     ctx, model = load_for_prune(args)  # torchrun: joins the process group, FSDP-shards the model
     _tune_threads(model)
     task = _task(args, model)
@@ -129,7 +139,7 @@ def _load_circuit(spec: str, model) -> Circuit:  # noqa: ANN001
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, split_embeddings=wants_split(args))
     _tune_threads(model)
     task = _task(args, model)
     circuit = _load_circuit(args.circuit, model)
@@ -151,7 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    cfg, g, n_params = model_config(args.model)  # Llama family: config.json only, no weights read
+    cfg, g, n_params = model_config(args.model, wants_split(args))  # Llama family: config.json only, no weights read
     print(f"model        {args.model} ({cfg.architecture}, config hash {cfg.hash()})")
     print(f"layers       {cfg.n_layers} x {cfg.n_heads} heads ({cfg.kv_heads} k/v), d_model {cfg.d_model}, "
           f"d_mlp {cfg.d_mlp}, vocab {cfg.d_vocab}, context {cfg.n_ctx}")
@@ -170,11 +180,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (circuit, metadata, checkpoints)")
     p.add_argument("--edge-sparsity", type=float, default=0.95)
     p.add_argument("--node-sparsity", type=float, default=None)
-    p.add_argument("--steps", type=int, default=PruneConfig.n_steps)
-    p.add_argument("--warmup", type=int, default=None, help="target ramp steps (default 80%% of --steps)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=PruneConfig.lr_gates, help="learning rate of the gate logits")
-    p.add_argument("--lr-lambdas", type=float, default=None, help="learning rate of the multipliers")
+    p.add_argument("--recipe", default="default", choices=["default", "authors"],
+                   help="default: this project's (README, Defaults); authors: the Edge Pruning authors' released "
+                        "recipe (3,000 steps, AdamW 0.8, sampled-gate sparsity, per-tensor read-out, split graph; "
+                        "engine/recipe.py). Flags given below override either")
+    p.add_argument("--steps", type=int, default=None, help=f"default {PruneConfig.n_steps} (authors: 3000)")
+    p.add_argument("--warmup", type=int, default=None, help="target ramp steps (default 80%% of --steps; authors: "
+                   "2500 of 3000)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32")
+    p.add_argument("--lr", type=float, default=None, help=f"learning rate of the gate logits (default "
+                   f"{PruneConfig.lr_gates}; authors: 0.8)")
+    p.add_argument("--lr-lambdas", type=float, default=None, help=f"learning rate of the multipliers (default "
+                   f"{PruneConfig.lr_lambdas}; authors: 0.8)")
     p.add_argument("--ablation", default="interchange", choices=["interchange", "zero", "mean"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default="open", choices=list(INITS),

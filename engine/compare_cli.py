@@ -13,6 +13,7 @@ from .faithfulness import MIB_SIZES
 from .methods import METHODS
 from .methods.warmstart import INITS
 from .methods.export import save_scores_json
+from .scale_cli import wants_split
 from .weights import load_model
 
 DEFAULT_SPARSITIES = [round(1.0 - s, 6) for s in MIB_SIZES if s < 1.0]
@@ -58,7 +59,7 @@ def cmd_compare(args: argparse.Namespace, task_of: Callable[[argparse.Namespace,
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, split_embeddings=wants_split(args))
     task = task_of(args, model)
     runs = default_runs(names, **_options(args))
     cmp = compare_methods(model, task, runs, sizes_from_sparsities(args.sparsities), args.split, args.random_draws)

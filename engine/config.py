@@ -78,6 +78,7 @@ class PruneConfig:
     ablation: Literal["interchange", "zero", "mean"] = "interchange"
     seed: int = 0                 # seeds gate init, gate noise and batch order
     cache_budget_mb: float = 512  # precompute corrupted activations and targets for the train split if they fit
+    recipe: Literal["default", "authors"] = "default"  # "authors": the released code's recipe (engine/recipe.py)
 
     def __post_init__(self) -> None:
         if self.n_steps < 1:
@@ -94,6 +95,20 @@ class PruneConfig:
             raise ValueError("learning rates must be positive")
         if self.ablation not in ("interchange", "zero", "mean"):
             raise ValueError(f"unknown ablation {self.ablation!r}; choose from ['interchange', 'mean', 'zero']")
+
+        if self.recipe not in ("default", "authors"):
+            raise ValueError(f"unknown recipe {self.recipe!r}; choose from ['authors', 'default']")
+        if self.recipe == "authors" and self.node_sparsity is not None:
+            raise ValueError("the authors' recipe trains writer-node gates by the KL alone; node_sparsity must be None")
+
+    @classmethod
+    def authors(cls, **overrides) -> PruneConfig:  # noqa: ANN003
+        """The Edge Pruning authors' GPT-2 recipe (engine/recipe.py says what differs from ours): 3,000 steps,
+        batch 32, learning rate 0.8 for gates and multipliers, the target ramped over 2,500 steps.
+        Keyword overrides replace any field (a shorter n_steps keeps the ramp's share of the run)."""
+        n = overrides.get("n_steps", 3000)   # a shorter run keeps the ramp's share: 2,500 of 3,000 steps
+        return cls(**{"recipe": "authors", "n_steps": 3000, "batch_size": 32, "lr_gates": 0.8, "lr_lambdas": 0.8,
+                      "warmup_steps": round(n * 2500 / 3000), **overrides})
 
     @property
     def warmup(self) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import distributed
+from . import distributed, recipe
 from .resume import load_checkpoint, save_checkpoint
 from .circuit import Circuit
 from .config import PruneConfig
@@ -158,18 +158,22 @@ class _State(torch.nn.Module):
                 raise ValueError(f"init_log_alpha must have shape {(g.n_src, g.n_dst)}")
             self.edges.log_alpha.data.copy_(init_log_alpha.float())
         self.nodes = (HardConcreteGates(torch.ones(g.n_src, dtype=torch.bool), cfg.init_log_alpha, cfg.init_std, gen)
-                      if cfg.node_sparsity is not None else None)
+                      if cfg.node_sparsity is not None or cfg.recipe == "authors" else None)
         self.lambdas = torch.nn.Parameter(torch.zeros(4))  # edge l1, l2, node l1, l2
 
-    def keep(self) -> tuple[Tensor, Tensor | None]:
+    def keep(self) -> tuple[Tensor, Tensor | None, Tensor]:
+        """(the edge gates used: edge x writer node, the node gates, the sampled edge gates alone)."""
         z = self.edges.sample()
         if self.nodes is None:
-            return z, None
+            return z, None, z
         zn = self.nodes.sample()
-        return z * zn[:, None], zn
+        return z * zn[:, None], zn, z
 
     def optimizers(self, cfg: PruneConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         gates = [self.edges.log_alpha] + ([self.nodes.log_alpha] if self.nodes is not None else [])
+        if cfg.recipe == "authors":   # AdamW with weight decay on gates and multipliers (engine/recipe.py)
+            return (torch.optim.AdamW(gates, lr=cfg.lr_gates, weight_decay=recipe.WEIGHT_DECAY),
+                    torch.optim.AdamW([self.lambdas], lr=cfg.lr_lambdas, weight_decay=recipe.WEIGHT_DECAY))
         return torch.optim.Adam(gates, lr=cfg.lr_gates), torch.optim.Adam([self.lambdas], lr=cfg.lr_lambdas)
 
 
@@ -256,29 +260,41 @@ def prune(model: MaskedTransformer, task: Task, cfg: PruneConfig,
     if ckpt is not None and plog.steps and distributed.current().is_main:
         save_checkpoint(ckpt, state, (opt_gates, opt_lambdas), cfg, plog.steps[-1].step + 1)
     circuit = _circuit(model, task, cfg, state, plog)
+    if cfg.recipe == "authors" and not model.graph.split_embeddings:
+        plog.warnings.append("the authors' recipe prunes the graph with separate token and position writers; this "
+                             "model has one input writer (load it with split_embeddings=True, or --graph split)")
     return circuit, plog
 
 
 def _step(model: MaskedTransformer, task: Task, cfg: PruneConfig, state: _State,
           opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer], batch: _Batch, step: int,
           workspace: Workspace | None = None) -> StepLog:
-    keep, _ = state.keep()
+    keep, _, edge_z = state.keep()
     out = model(batch.data.clean, keep, batch.cache, batch.data.positions, overwrite_corrupt=batch.once,
                 workspace=workspace)
     fit = output_loss(task.loss, batch.target, out, batch.valid).mean()
     t_edge = _target(cfg.edge_sparsity, step, cfg.warmup)
-    s_edge = state.edges.expected_sparsity()
+    authors = cfg.recipe == "authors"
+    s_edge = (recipe.sampled_sparsity(edge_z, state.edges.real) if authors
+              else state.edges.expected_sparsity())
     loss = fit + _lagrangian(t_edge - s_edge, state.lambdas[:2])
     t_node = s_node = None
     if state.nodes is not None:
         t_node = _target(cfg.node_sparsity or 0.0, step, cfg.warmup)
         s_node = state.nodes.expected_sparsity()
-        loss = loss + _lagrangian(t_node - s_node, state.lambdas[2:])
+        if not authors:   # the authors train node gates by the KL alone
+            loss = loss + _lagrangian(t_node - s_node, state.lambdas[2:])
     for opt in opts:
         opt.zero_grad(set_to_none=True)
     loss.backward()
     distributed.average_gradients(state.parameters())  # distributed: gates stay identical on every rank
     state.lambdas.grad.neg_()  # gradient ascent on the multipliers
+    if authors:   # global gradient-norm clipping and the linear warm-up / decay schedule, as their Trainer
+        torch.nn.utils.clip_grad_norm_(list(state.parameters()), recipe.GRAD_CLIP)
+        factor = recipe.lr_factor(step, cfg.n_steps)
+        for opt, lr in zip(opts, (cfg.lr_gates, cfg.lr_lambdas)):
+            for group in opt.param_groups:
+                group["lr"] = lr * factor
     for opt in opts:
         opt.step()
     real = state.edges.real
@@ -298,12 +314,15 @@ def _circuit(model: MaskedTransformer, task: Task, cfg: PruneConfig, state: _Sta
             node_scores = deterministic(state.nodes.log_alpha).cpu()
             scores = scores * node_scores[:, None]
             keep = keep & state.nodes.discretised().cpu()[:, None]
+        if cfg.recipe == "authors":   # per gate tensor, removed writers' edges dropped, threshold to the target
+            keep = recipe.authors_readout(state.edges, state.nodes, model.graph, cfg.edge_sparsity)
     if not torch.isfinite(scores).all():
         raise ValueError("pruning diverged (non-finite gate logits); lower lr_gates or lr_lambdas")
     last = plog.steps[-1] if plog.steps else None
     meta = {"model": model.name, "config_hash": model.cfg.hash(), "weights_hash": model.weights_hash,
             "architecture": model.cfg.architecture,
             "model_config": json.dumps(model.cfg.to_dict()), "task": task.name, "method": "edge-pruning",
+            "definition": recipe.definition(cfg.recipe, model.graph),
             "prune_config": json.dumps(cfg.to_dict()),
             "train_metrics": json.dumps({"kl": last.kl, "edge_sparsity": last.edge_sparsity,
                                          "steps": len(plog.steps), "elapsed_s": plog.elapsed_s} if last else {})}

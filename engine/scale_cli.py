@@ -30,12 +30,31 @@ def add_prune_args(p: argparse.ArgumentParser) -> None:
                    help="recompute each layer in backward instead of keeping its activations (less memory, ~1.3x time)")
 
 
-def model_config(name: str) -> tuple[ModelConfig, EdgeGraph, int]:
+GRAPHS = {"input": "one `input` writer (token + position embeddings): ACDC's and the EAP-IG library's graph "
+                   "(GPT-2 small: 32,491 edges)",
+          "split": "separate `tok` and `pos` writers: the Edge Pruning authors' graph (GPT-2 small: 32,936 edges)"}
+
+
+def add_graph_arg(p: argparse.ArgumentParser) -> None:
+    """`--graph input|split` for every command that loads a model."""
+    p.add_argument("--graph", default=None, choices=sorted(GRAPHS), help="edge graph: " + "; ".join(
+        f"{k}: {v}" for k, v in GRAPHS.items()) + " (default: input; split with --recipe authors)")
+
+
+def wants_split(args: argparse.Namespace) -> bool:
+    """Whether the model is loaded with separate token and position writers (--graph; --recipe authors: split)."""
+    graph = getattr(args, "graph", None) or ("split" if getattr(args, "recipe", "default") == "authors" else "input")
+    return graph == "split"
+
+
+def model_config(name: str, split: bool = False) -> tuple[ModelConfig, EdgeGraph, int]:
     """(config, graph, parameter count) of a model; Llama-family models from config.json alone (no weights read)."""
     cfg = config_for(name)
     if cfg is None:
-        model = load_model(name, device="cpu")
+        model = load_model(name, device="cpu", split_embeddings=split)
         return model.cfg, model.graph, sum(p.numel() for p in model.parameters())
+    if split:
+        cfg = ModelConfig(**{**cfg.to_dict(), "split_embeddings": True})
     graph = EdgeGraph(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.split_embeddings)
     return cfg, graph, outer_params(cfg) + cfg.n_layers * block_params(cfg)
 
@@ -52,5 +71,6 @@ def memory_table(args: argparse.Namespace, cfg: ModelConfig) -> str:
 def load_for_prune(args: argparse.Namespace) -> tuple[distributed.DistContext, MaskedTransformer]:
     """Join the torchrun process group (if any), load the model on this rank's device, shard it with FSDP."""
     ctx = distributed.setup(args.device)
-    model = load_model(args.model, device=ctx.device, checkpoint_layers=args.checkpoint)
+    model = load_model(args.model, device=ctx.device, checkpoint_layers=args.checkpoint,
+                       split_embeddings=wants_split(args))
     return ctx, distributed.shard(model, ctx)

@@ -105,3 +105,29 @@ def test_example_count_flag_passes_through_torchrun():
     assert parser().parse_args([*tail[:-2], "--n", "16"]).n == 16
     with pytest.raises(SystemExit):
         get_args_parser().parse_args(["-m", "engine", *tail[:-2], "--n", "16"])
+
+
+def test_recipe_and_graph_flags(checkpoint, tmp_path, capsys):  # noqa: ANN001
+    """--recipe authors runs PruneConfig.authors() on the split graph unless --graph says otherwise; --graph works
+    on evaluate and info too."""
+    from engine.__main__ import main
+    from engine.graph import count_edges
+    data = _jsonl(tmp_path / "d.jsonl", [_pair("mary", "john"), _pair("john", "mary")] * 6)
+    base = ["--model", str(checkpoint), "--data", str(data), "--device", "cpu"]
+    assert main(["prune", *base, "--out", str(tmp_path / "a"), "--recipe", "authors", "--steps", "4",
+                 "--batch-size", "4", "--edge-sparsity", "0.5"]) == 0
+    meta = json.loads((tmp_path / "a" / "circuit.json").read_text())
+    cfg = json.loads(meta["prune_config"])
+    assert (cfg["recipe"], cfg["lr_gates"], cfg["lr_lambdas"], cfg["n_steps"]) == ("authors", 0.8, 0.8, 4)
+    assert json.loads(meta["model_config"])["split_embeddings"] and "split token/position" in meta["definition"]
+    assert main(["prune", *base, "--out", str(tmp_path / "b"), "--recipe", "authors", "--graph", "input",
+                 "--steps", "4", "--batch-size", "4"]) == 0
+    assert "split_embeddings=True" in capsys.readouterr().err
+    assert main(["prune", *base, "--out", str(tmp_path / "c"), "--steps", "4", "--graph", "split"]) == 0
+    cfg = json.loads(json.loads((tmp_path / "c" / "circuit.json").read_text())["prune_config"])
+    assert (cfg["recipe"], cfg["lr_gates"]) == ("default", 0.1)
+    assert main(["evaluate", *base, "--graph", "split", "--circuit", str(tmp_path / "a" / "circuit.safetensors"),
+                 "--json"]) == 0
+    capsys.readouterr()
+    assert main(["info", "--model", str(checkpoint), "--graph", "split"]) == 0
+    assert f"{count_edges(2, 2, n_inputs=2)} edges" in capsys.readouterr().out
