@@ -17,6 +17,8 @@ name = meta.get("name", "circuit")
 model_name = resources.model_key(meta.get("model", ""))
 st.caption(f"model **{model_name or '?'}** · task **{meta.get('task', '?')}** · method {meta.get('method', '?')} · "
            f"{circuit.graph.n_edges:,} edges in the full graph · saved cut: {circuit.n_edges:,} edges")
+if meta.get("definition"):   # which definition of the method (and recipe, graph) made it; shown literally
+    st.text(meta["definition"])
 sess = state.session()
 real_scores = circuit.scores[circuit.graph.real_edges].tolist()
 
@@ -54,7 +56,7 @@ def faithfulness_view() -> None:
     task_name = meta.get("task") if meta.get("task") in tasks else resources.default_task(model_name)
     task_name = st.selectbox("Evaluated on", tasks, index=tasks.index(task_name), key="circuit.eval_task")
     try:
-        model = resources.get_model(model_name)
+        model = resources.get_model(model_name, circuit.graph.split_embeddings)
         if not model.graph.same_as(circuit.graph):
             raise ValueError(f"its graph does not match this circuit's ({model.graph.to_dict()})")
         task = resources.get_task(model_name, task_name)

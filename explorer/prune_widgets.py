@@ -25,6 +25,14 @@ def _kept_input(draw, label: str, key: str, default: object, **kwargs: object) -
     return value
 
 
+GRAPHS = {"input": "one input node", "split": "token + position nodes"}
+
+
+def chosen_graph(model_name: str, key: str = "prune") -> str:
+    """The graph picked in prune_form for this model: "input" or "split"."""
+    return st.session_state.get(state.KEPT, {}).get(f"{key}.{model_name}.graph", "input")
+
+
 def prune_form(model_name: str, key: str = "prune") -> PruneConfig | None:
     """Hyper-parameters with working defaults (a Tracr program's own), remembered per model across page switches.
     Needs no torch for the shipped language models, so it draws before the model loads.
@@ -54,6 +62,9 @@ def prune_form(model_name: str, key: str = "prune") -> PruneConfig | None:
         lr_lambdas = _kept_input(a3.number_input, "LR Lagrange multipliers", f"{k}.lr_lambdas", d.lr_lambdas,
                                  min_value=0.0, max_value=100.0, step=0.01, format="%.4g")
         seed = _kept_input(a3.number_input, "Seed", f"{k}.seed", d.seed, min_value=0, max_value=2**31 - 1)
+        _kept_input(a3.selectbox, "Graph", f"{k}.graph", "input", options=list(GRAPHS), format_func=GRAPHS.get,
+                    help="Which writers the embeddings are: one `input` node (ACDC's and the EAP-IG library's "
+                         "graph) or separate `tok` and `pos` nodes (the Edge Pruning authors' graph).")
     try:
         cfg = replace(d, n_steps=int(steps), batch_size=int(batch), edge_sparsity=float(sparsity),
                       node_sparsity=float(node_sparsity) if use_nodes else None, warmup_steps=int(warmup) or None,
@@ -81,6 +92,9 @@ def memory_estimate(slot: DeltaGenerator, model: MaskedTransformer, task: Task, 
 
 # ---- background pruning ----
 def start_prune(model: MaskedTransformer, task: Task, cfg: PruneConfig, model_name: str) -> jobs.PruneJob:
+    """Runs on the graph chosen in the form (the same tokenizer and task serve both graphs)."""
+    if chosen_graph(model_name) == "split" and not model.graph.split_embeddings:
+        model = resources.get_model(model_name, split=True)
     return jobs.prune_job(model, task, cfg, model_name, resources.library())
 
 

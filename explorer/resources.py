@@ -87,16 +87,17 @@ def _tune_threads(model: MaskedTransformer) -> None:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
-def get_model(name: str) -> MaskedTransformer:
+def get_model(name: str, split: bool = False) -> MaskedTransformer:
     """Shared by every session and thread: never mutated (gates are forward arguments, not state).
+    `split`: the graph with separate token and position writers (the Edge Pruning authors' graph).
 
     Raises:
         ValueError: the model cannot be found or loaded (offline hub id, bad folder).
     """
     if (program := tracr_program(name)) is not None:
-        model = engine.tracr.load_tracr_model(program)[0]
+        model = engine.tracr.load_tracr_model(program, split_embeddings=split)[0]
     else:
-        model = engine.load_model(model_choices().get(name, name), device=None)
+        model = engine.load_model(model_choices().get(name, name), device=None, split_embeddings=split)
     model = model.eval().requires_grad_(False)
     _tune_threads(model)
     return model
@@ -139,7 +140,7 @@ def evaluator() -> Evaluator:
 
 def evaluate(model_name: str, task: Task, circuit: Circuit) -> tuple[str, EvalResult | str | None]:
     """("done", EvalResult) | ("error", message) | ("pending", None): evaluated on the worker thread."""
-    model = get_model(model_name)
+    model = get_model(model_name, circuit.graph.split_embeddings)
     key = ("eval", model_name, task_key(task), circuit.circuit_id)
     return evaluator().request(key, lambda: engine.evaluate(model, task, circuit))
 

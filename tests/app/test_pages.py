@@ -269,3 +269,19 @@ def test_tracr_program_prunes_with_its_own_settings(app_env, monkeypatch):
     for page in ("app_pages/circuit.py", "app_pages/compare.py", "app_pages/prompts.py"):
         _ok(at.switch_page(page).run())
     assert any("Tracr program" in i.value for i in at.info)
+
+
+def test_prune_on_the_split_graph_and_open_it(app_env):
+    """The Graph control prunes the token + position graph; the Circuit page then measures that circuit."""
+    at = _ok(_app().run())
+    at.number_input(key="prune.tiny.steps").set_value(3)
+    at.number_input(key="prune.tiny.batch").set_value(8)
+    at.selectbox(key="prune.tiny.graph").set_value("split")
+    _ok(at.button(key="prune.run").click().run())
+    _wait_for_job(at)
+    saved = list(Path(app_env["CIRCUIT_LIBRARY"]).glob("*.safetensors"))
+    from engine import Circuit
+    circuit = Circuit.load(saved[0])
+    assert circuit.graph.split_embeddings and "split token/position graph" in circuit.meta["definition"]
+    _ok(at.switch_page("app_pages/circuit.py").run())
+    assert "cannot be used here" not in _text(at), _text(at)
