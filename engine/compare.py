@@ -10,6 +10,7 @@ from typing import Any
 from .circuit import Circuit
 from .faithfulness import MIB_SIZES, Curve, RandomBaseline, curve, random_baseline
 from .methods import METHODS, make_config
+from .methods.common import NoPathError
 from .model import MaskedTransformer
 from .tasks.base import Task
 
@@ -34,9 +35,11 @@ class Comparison:
     runs: list[MethodRun]
     random: RandomBaseline
     errors: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)   # label -> e.g. why its own selection was not used
 
     def to_dict(self) -> dict:
         return {"task": self.task, "model": self.model, "random": self.random.to_dict(), "errors": self.errors,
+                "notes": self.notes,
                 "runs": [{"label": r.label, "method": r.method, "seconds": r.seconds, "n_edges": r.circuit.n_edges,
                           "curve": r.curve.to_dict()} for r in self.runs]}
 
@@ -52,45 +55,65 @@ def compare_methods(model: MaskedTransformer, task: Task, runs: Sequence[tuple[s
                     on_step: Callable[[dict[str, Any]], None] | None = None) -> Comparison:
     """Run each (label, method, config) on `task`'s train split; score its ranking on `split` at `sizes`.
 
-    A method that raises ValueError (e.g. no path at its target) is listed in `errors`, not fatal.
+    A method whose own selection leaves no path is still scored by its ranking (its curve says, per size, where no
+    path exists and which size was measured instead; `notes` says why); another ValueError is listed in `errors`.
 
     Raises:
-        ValueError: bad sizes, or a task whose corruption does not change the metric.
+        ValueError: bad sizes.
     """
-    done, errors = [], {}
+    done, errors, notes = [], {}, {}
     for label, method, cfg in runs:
         relay = None if on_step is None else (lambda e, label=label: on_step({**e, "label": label}))
         t0 = time.perf_counter()
         try:
             circuit = METHODS[method](model, task, cfg, relay)
+        except NoPathError as e:   # its ranking still exists: measured per size below
+            circuit, notes[label] = e.circuit, f"{e}; its ranking is scored at the sizes below"
         except ValueError as e:
             errors[label] = str(e)
             continue
         seconds = time.perf_counter() - t0
         done.append(MethodRun(label, method, circuit, seconds, curve(model, task, circuit, sizes, split)))
     base = random_baseline(model, task, sizes, random_draws, split=split)
-    return Comparison(task.name, model.name, done, base, errors)
+    return Comparison(task.name, model.name, done, base, errors, notes)
 
 
 def _pct(size: float) -> str:
     return f"{100 * size:g}%"
 
 
+def _cells(values: Sequence[float | None], width: int = 8) -> str:
+    return "".join(f"{'n/a':>{width}}" if v is None else f"{v:>{width}.3f}" for v in values)
+
+
 def format_table(cmp: Comparison) -> str:
-    """The comparison as a fixed-width text table: f at each size, CPR, CMD, edges and seconds per method."""
-    sizes = cmp.random.sizes
+    """The comparison as a fixed-width text table: f at each size, CPR, CMD, edges and seconds per method; the
+    KL at each size instead when f is undefined (the full model scores like the empty circuit)."""
+    sizes, rb = cmp.random.sizes, cmp.random
+    why = rb.undefined or next((r.curve.undefined for r in cmp.runs if r.curve.undefined), "")
     head = f"{'method':<22}{'sec':>8}{'edges':>7}" + "".join(f"{_pct(s):>8}" for s in sizes) + f"{'CPR':>8}{'CMD':>8}"
-    lines = [f"task {cmp.task}, model {cmp.model}: faithfulness f = (m(C) - m(empty)) / (m(full) - m(empty)) "
-             f"of the top edges at each size", head, "-" * len(head)]
+    what = ("KL(full || C) in nats (lower is better)" if why else
+            "faithfulness f = (m(C) - m(empty)) / (m(full) - m(empty))")
+    lines = [f"task {cmp.task}, model {cmp.model}: {what} of the top edges at each size", head, "-" * len(head)]
     for r in cmp.runs:
-        lines.append(f"{r.label:<22}{r.seconds:>8.2f}{r.circuit.n_edges:>7}"
-                     + "".join(f"{f:>8.3f}" for f in r.curve.faithfulness) + f"{r.curve.cpr:>8.3f}{r.curve.cmd:>8.3f}")
-    rb = cmp.random
-    lines.append(f"{f'random x{rb.draws} (mean)':<22}{'':>8}{'':>7}" + "".join(f"{m:>8.3f}" for m in rb.mean)
-                 + f"{rb.cpr_mean:>8.3f}{rb.cmd_mean:>8.3f}")
-    lines.append(f"{'random (std)':<22}{'':>8}{'':>7}" + "".join(f"{s:>8.3f}" for s in rb.std)
-                 + f"{rb.cpr_std:>8.3f}{rb.cmd_std:>8.3f}")
+        row = r.curve.kl if why else r.curve.faithfulness
+        lines.append(f"{r.label:<22}{r.seconds:>8.2f}{r.circuit.n_edges:>7}" + _cells(row)
+                     + _cells([None if why else r.curve.cpr, None if why else r.curve.cmd]))
+    if why:
+        lines.append(f"{f'random x{rb.draws} (mean)':<22}{'':>8}{'':>7}" + _cells(rb.kl_mean) + _cells([None, None]))
+    else:
+        lines.append(f"{f'random x{rb.draws} (mean)':<22}{'':>8}{'':>7}" + _cells(rb.mean)
+                     + _cells([rb.cpr_mean, rb.cmd_mean]))
+        lines.append(f"{'random (std)':<22}{'':>8}{'':>7}" + _cells(rb.std) + _cells([rb.cpr_std, rb.cmd_std]))
     lines.append(f"{'edges at size':<22}{'':>8}{'':>7}" + "".join(f"{n:>8}" for n in rb.n_edges))
+    if why:
+        lines.append(why)
+    for r in cmp.runs:
+        for size, n, ok, used in zip(r.curve.sizes, r.curve.n_edges, r.curve.path, r.curve.evaluated_edges):
+            if not ok:
+                lines.append(f"{r.label}: no path from the input to logits at {_pct(size)} ({n} edges); measured at "
+                             f"{used} edges, the fewest of its top edges with a path")
+    lines += [f"{label}: {msg}" for label, msg in cmp.notes.items()]
     lines += [f"{label}: failed: {msg}" for label, msg in cmp.errors.items()]
     return "\n".join(lines)
 

@@ -7,6 +7,11 @@ all edges (MIB: 0.1%, 0.2%, 0.5%, 1%, 2%, 5%, 10%, 20%, 50%, 100%). CPR is the a
 and CMD the area under |1 - f| (trapezoids on the linear size axis, as MIB's code does): CPR higher is
 better, CMD lower is better (0 = every size reproduces the model). Each size's circuit keeps
 max(1, int(share * n_edges)) edges, ranked by score (ties by edge order).
+
+Never garbage: when m(full) equals m(empty) within noise (|mean difference| <= 2 standard errors over the
+examples, e.g. a model at chance), f divides by noise, so f, CPR and CMD are None ("n/a") with the reason in
+`undefined`, and tables show the KL instead. A size whose top edges leave no input -> logits path is flagged in
+`path` and measured at the fewest top edges that have one (`evaluated_edges`).
 """
 
 from __future__ import annotations
@@ -36,13 +41,16 @@ class Curve:
     name: str
     sizes: tuple[float, ...]
     n_edges: tuple[int, ...]
-    faithfulness: tuple[float, ...]   # f(C) per size
+    faithfulness: tuple[float | None, ...]   # f(C) per size; None when undefined (see `undefined`)
     kl: tuple[float, ...]             # KL(full || C) per size (nats; squared error for numeric tasks)
-    cpr: float                        # area under f (higher is better)
-    cmd: float                        # area under |1 - f| (lower is better)
+    cpr: float | None                 # area under f (higher is better); None when undefined
+    cmd: float | None                 # area under |1 - f| (lower is better); None when undefined
     metric: str
     m_full: float
     m_empty: float
+    undefined: str = ""               # why f, CPR and CMD are n/a ("" = defined)
+    path: tuple[bool, ...] = ()       # whether the size's top edges have an input -> logits path
+    evaluated_edges: tuple[int, ...] = ()  # edges actually measured: n_edges, or the fewest with a path
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,13 +62,15 @@ class RandomBaseline:
 
     sizes: tuple[float, ...]
     n_edges: tuple[int, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    cpr_mean: float
-    cpr_std: float
-    cmd_mean: float
-    cmd_std: float
+    mean: tuple[float | None, ...]    # None (n/a) when `undefined`, as every f below
+    std: tuple[float | None, ...]
+    cpr_mean: float | None
+    cpr_std: float | None
+    cmd_mean: float | None
+    cmd_std: float | None
     draws: int
+    kl_mean: tuple[float, ...] = ()   # mean KL per size (what tables show when f is undefined)
+    undefined: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,10 +100,10 @@ def top_keeps(scores: Tensor, real: Tensor, counts: Sequence[int]) -> Tensor:
 
 @torch.no_grad()
 def _measure(model: MaskedTransformer, task: Task, keeps: Tensor, split: str, n_examples: int | None,
-             ablation: str, batch_size: int = 32) -> tuple[Tensor, Tensor, float, float]:
-    """Mean task metric and loss per gate setting [C], and m(full), m(empty)."""
+             ablation: str, batch_size: int = 32) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Mean task metric and loss per gate setting [C], and the per-example metric of full and empty [n]."""
     data = scoring_data(task, split, n_examples)
-    sums, full, empty = torch.zeros(2, keeps.shape[0], dtype=torch.float64), 0.0, 0.0
+    sums, full, empty = torch.zeros(2, keeps.shape[0], dtype=torch.float64), [], []
     for part in batches(data, batch_size):
         cache = corrupted(model, part, ablation)
         ref = model.reference_forward(part.clean, part.positions)
@@ -101,54 +111,96 @@ def _measure(model: MaskedTransformer, task: Task, keeps: Tensor, split: str, n_
         settings = torch.cat([keep_all, keeps.float()])
         out = evaluate_keeps(model, part, settings, cache,
                              lambda lg: torch.stack([task_metric(task, lg, part), kl_to_full(task, ref, lg, part)]))
-        out = out.double().cpu().sum(-1)        # [C + 2, 2]
-        empty, full = empty + float(out[0, 0]), full + float(out[1, 0])
-        sums += out[2:].T
-    n = len(data)
-    return sums[0] / n, sums[1] / n, full / n, empty / n
+        out = out.double().cpu()                # [C + 2, 2, B]
+        empty.append(out[0, 0])
+        full.append(out[1, 0])
+        sums += out[2:].sum(-1).T
+    return sums[0] / len(data), sums[1] / len(data), torch.cat(full), torch.cat(empty)
 
 
-def _check_gap(task: Task, m_full: float, m_empty: float) -> None:
-    if not math.isfinite(m_full - m_empty) or abs(m_full - m_empty) <= 1e-6 * max(1.0, abs(m_full)):
-        raise ValueError(f"faithfulness is undefined on task {task.name!r}: the corrupted run scores the same as the "
-                         f"model ({metric_name(task)} {m_full:.4g} vs {m_empty:.4g}); use a corruption that changes "
-                         "the answer")
+NOISE_Z = 2.0
+"""f is undefined when |m(full) - m(empty)| is within this many standard errors of the per-example difference."""
+
+
+def undefined_reason(metric: str, full: Tensor, empty: Tensor) -> str:
+    """Why normalised faithfulness (f, CPR, CMD) is undefined on these examples, or "" when it is defined.
+    full, empty: the per-example task metric of the full model and of the empty circuit."""
+    diff = (full - empty).double()
+    gap, n = float(diff.mean()), len(diff)
+    se = float(diff.std() / math.sqrt(n)) if n > 1 else 0.0
+    m_full, m_empty = float(full.double().mean()), float(empty.double().mean())
+    if math.isfinite(gap) and abs(gap) > 1e-6 * max(1.0, abs(m_full)) and abs(gap) > NOISE_Z * se:
+        return ""
+    return (f"normalised faithfulness, CPR and CMD are n/a: the full model's {metric} ({m_full:.4g}) equals the empty "
+            f"circuit's ({m_empty:.4g}) within noise (difference {gap:.2g}, standard error {se:.2g} over {n} "
+            f"examples), as for a model at chance, so f = (m(C) - m(empty)) / (m(full) - m(empty)) would divide by "
+            "noise; KL is shown instead")
+
+
+def _with_paths(scores: Tensor, graph, counts: Sequence[int]) -> tuple[list[bool], list[int]]:  # noqa: ANN001
+    """Per count: whether its top edges have a path, and the edges to measure (the fewest with a path if not)."""
+    real = graph.real_edges
+
+    def has_path(k: int) -> bool:
+        return Circuit(graph, scores.float().masked_fill(~real, 0.0), top_keeps(scores, real, [k])[0]).has_path()
+
+    paths, evaluated = [], []
+    for k in counts:
+        ok = has_path(k)
+        lo, hi = k, graph.n_edges        # top-k sets are nested: path existence is monotone in k
+        if not ok and has_path(hi):
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if has_path(mid) else (mid, hi)
+        paths.append(ok)
+        evaluated.append(k if ok else hi)
+    return paths, evaluated
 
 
 def curve(model: MaskedTransformer, task: Task, circuit: Circuit, sizes: Sequence[float] = MIB_SIZES,
           split: str = "test", n_examples: int | None = None, ablation: str = "interchange") -> Curve:
-    """Faithfulness of `circuit`'s edge ranking at every size, with CPR and CMD.
+    """Faithfulness of `circuit`'s edge ranking at every size, with CPR and CMD (None, with the reason in
+    `undefined`, when the full model scores the same as the empty circuit within noise).
 
     Raises:
-        ValueError: bad sizes, a circuit from another graph, or a corruption that leaves the metric unchanged.
+        ValueError: bad sizes, or a circuit from another graph.
     """
     if not circuit.graph.same_as(model.graph):
         raise ValueError(f"circuit graph {circuit.graph.to_dict()} does not match the model's {model.graph.to_dict()}")
     counts = edge_counts(model.graph.n_edges, sizes)
-    keeps = top_keeps(circuit.scores, model.graph.real_edges, counts)
-    metric, loss, m_full, m_empty = _measure(model, task, keeps, split, n_examples, ablation)
-    _check_gap(task, m_full, m_empty)
-    f = [(float(m) - m_empty) / (m_full - m_empty) for m in metric]
-    return Curve(circuit.meta.get("method", "circuit"), tuple(sizes), tuple(counts), tuple(f),
-                 tuple(float(x) for x in loss), area(sizes, f), area(sizes, [abs(1 - x) for x in f]),
-                 metric_name(task), m_full, m_empty)
+    paths, evaluated = _with_paths(circuit.scores, model.graph, counts)
+    keeps = top_keeps(circuit.scores, model.graph.real_edges, evaluated)
+    metric, loss, full, empty = _measure(model, task, keeps, split, n_examples, ablation)
+    m_full, m_empty = float(full.mean()), float(empty.mean())
+    why = undefined_reason(metric_name(task), full, empty)
+    f = None if why else [(float(m) - m_empty) / (m_full - m_empty) for m in metric]
+    return Curve(circuit.meta.get("method", "circuit"), tuple(sizes), tuple(counts),
+                 tuple(f) if f else (None,) * len(sizes), tuple(float(x) for x in loss),
+                 None if why else area(sizes, f), None if why else area(sizes, [abs(1 - x) for x in f]),
+                 metric_name(task), m_full, m_empty, why, tuple(paths), tuple(evaluated))
 
 
 def random_baseline(model: MaskedTransformer, task: Task, sizes: Sequence[float] = MIB_SIZES, draws: int = 5,
                     seed: int = 0, split: str = "test", n_examples: int | None = None,
                     ablation: str = "interchange") -> RandomBaseline:
-    """Faithfulness of `draws` random rankings at every size (mean and std), and of their CPR and CMD."""
+    """Faithfulness of `draws` random rankings at every size (mean and std), and of their CPR and CMD (None with the
+    reason in `undefined` when the full model scores the same as the empty circuit within noise)."""
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
     counts = edge_counts(model.graph.n_edges, sizes)
     real = model.graph.real_edges
     keeps = torch.cat([top_keeps(random_scores(model, seed + d), real, counts) for d in range(draws)])
-    metric, _, m_full, m_empty = _measure(model, task, keeps, split, n_examples, ablation)
-    _check_gap(task, m_full, m_empty)
+    metric, loss, full, empty = _measure(model, task, keeps, split, n_examples, ablation)
+    kl = tuple(loss.view(draws, len(sizes)).mean(0).tolist())
+    why = undefined_reason(metric_name(task), full, empty)
+    if why:
+        none = (None,) * len(sizes)
+        return RandomBaseline(tuple(sizes), tuple(counts), none, none, None, None, None, None, draws, kl, why)
+    m_full, m_empty = float(full.mean()), float(empty.mean())
     f = ((metric - m_empty) / (m_full - m_empty)).view(draws, len(sizes))
     cpr = torch.tensor([area(sizes, row.tolist()) for row in f])
     cmd = torch.tensor([area(sizes, (1 - row).abs().tolist()) for row in f])
     std = lambda t: float(t.std(0)) if draws > 1 else 0.0  # noqa: E731
     return RandomBaseline(tuple(sizes), tuple(counts), tuple(f.mean(0).tolist()),
                           tuple(f.std(0).tolist() if draws > 1 else [0.0] * len(sizes)),
-                          float(cpr.mean()), std(cpr), float(cmd.mean()), std(cmd), draws)
+                          float(cpr.mean()), std(cpr), float(cmd.mean()), std(cmd), draws, kl)

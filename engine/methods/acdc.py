@@ -27,7 +27,7 @@ from ..circuit import Circuit, reader_owners
 from ..model import MaskedTransformer
 from ..tasks.base import Task
 from .batched import evaluate_keeps
-from .common import Progress, StepCallback, corrupted, kl_to_full, make_circuit, scoring_data
+from .common import NoPathError, Progress, StepCallback, corrupted, kl_to_full, make_circuit, scoring_data
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,9 @@ def run_acdc(model: MaskedTransformer, task: Task, cfg: ACDCConfig, on_step: Ste
     """
     keep, scores, stats = acdc_search(model, task, cfg, on_step)
     if not keep.any():
-        raise ValueError(f"acdc: threshold {cfg.threshold} removed every edge; lower the threshold")
+        raise NoPathError(f"acdc: threshold {cfg.threshold} removed every edge; lower the threshold",
+                          Circuit(model.graph, scores.detach().float().cpu().masked_fill(~model.graph.real_edges, 0.0),
+                                  keep.bool().cpu(), None, {"method": "acdc", "model": model.name, "task": task.name}))
     return make_circuit(model, scores, keep, "acdc", task, cfg,
                         {"acdc_kl": f"{stats['kl']:.6g}", "acdc_evaluations": str(int(stats["evaluations"])),
                          "score_meaning": "KL(full||H-e) - KL(full||H) when e was tried; kept iff > threshold"})

@@ -84,9 +84,18 @@ def check_finite(scores: Tensor, method: str) -> None:
                          "check the task's good/bad tokens, use fewer interpolation steps or float32")
 
 
+class NoPathError(ValueError):
+    """A method's own selection leaves no input -> logits path. `circuit` still holds its scores (a ranking
+    that larger sizes can use, as compare-methods does)."""
+
+    def __init__(self, message: str, circuit: Circuit) -> None:
+        super().__init__(message)
+        self.circuit = circuit
+
+
 def make_circuit(model: MaskedTransformer, scores: Tensor, keep: Tensor, method: str, task: Task,
                  cfg: Any, extra: dict[str, str] | None = None) -> Circuit:
-    """A Circuit with provenance metadata; raises when the selection leaves no input -> logits path."""
+    """A Circuit with provenance metadata; raises NoPathError when the selection leaves no input -> logits path."""
     g = model.graph
     scores = scores.detach().float().cpu().masked_fill(~g.real_edges, 0.0)
     check_finite(scores, method)
@@ -96,8 +105,8 @@ def make_circuit(model: MaskedTransformer, scores: Tensor, keep: Tensor, method:
             **(extra or {})}
     circuit = Circuit(g, scores, keep.bool().cpu() & g.real_edges, None, meta)
     if not circuit.has_path():
-        raise ValueError(f"{method}: the selected {circuit.n_edges} edges leave no path from the input to logits; "
-                         "keep more edges (lower sparsity / smaller threshold)")
+        raise NoPathError(f"{method}: the selected {circuit.n_edges} edges leave no path from the input to logits; "
+                         "keep more edges (lower sparsity / smaller threshold)", circuit)
     return circuit
 
 

@@ -21,7 +21,7 @@ from ..config import PruneConfig
 from ..model import MaskedTransformer
 from ..prune import StepLog, prune
 from ..tasks.base import Task
-from .common import Progress, StepCallback
+from .common import NoPathError, Progress, StepCallback
 from .eap import EAPConfig, eap_scores
 from .eap_ig import EAPIGConfig, eap_ig_scores
 from .eap_ig_gates import eap_ig_gates_scores
@@ -103,7 +103,7 @@ def run_edge_pruning(model: MaskedTransformer, task: Task, cfg: EdgePruningConfi
 
     circuit, plog = prune(model, task, pcfg, on_step=relay, init_log_alpha=warm_start(model, task, cfg))
     if not circuit.has_path() or circuit.n_edges == 0:
-        raise ValueError("edge-pruning: " + ("; ".join(plog.warnings) or "the circuit has no path from the input "
-                                             "to logits; lower edge_sparsity or train longer"))
+        raise NoPathError("edge-pruning: " + ("; ".join(plog.warnings) or "the circuit has no path from the input "
+                                              "to logits; lower edge_sparsity or train longer"), circuit)
     return replace(circuit, meta={**circuit.meta, "init": cfg.init,
                                   "warm_start": str(cfg.init != "open"), "steps_run": str(len(plog.steps))})

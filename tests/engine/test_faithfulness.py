@@ -14,10 +14,24 @@ from engine.compare import compare_methods, default_runs, format_table, sizes_fr
 from engine.faithfulness import MIB_SIZES, area, curve, edge_counts, random_baseline
 from engine.methods import METHODS, make_config
 from engine.methods.export import load_scores_json, save_scores_json, scores_to_json
-from engine.tasks.base import Task
+from engine.tasks.base import Example, Task, tokenize
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def echo_task(char_tokenizer) -> Task:  # noqa: ANN001
+    """A task the random tiny model does: the answer is the last letter, which its tied embedding and unembedding
+    favour; the corruption changes that letter. (On tiny_task the random model is at chance: f is n/a there.)"""
+    gen = torch.Generator().manual_seed(0)
+    examples = []
+    for _ in range(24):
+        a, b, c, d = (chr(97 + int(x)) for x in torch.randperm(20, generator=gen)[:4])
+        examples.append(Example(f"{b}{c}{a}", f"{b}{c}{d}", a, good=(a,), bad=(d,)))
+    data, problems = tokenize(examples, char_tokenizer, n_ctx=16)
+    assert not problems
+    return Task("echo", "logit_diff", {"train": data, "validation": data, "test": data})
 
 
 def test_area_is_mib_trapezoid() -> None:
@@ -37,14 +51,14 @@ def _by_evaluate(model, task: Task, scores: torch.Tensor, k: int) -> tuple[float
     return (got.metric - empty.metric) / (got.full_metric - empty.metric), got.kl
 
 
-def test_curve_matches_evaluate_at_every_size(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
+def test_curve_matches_evaluate_at_every_size(tiny_model, echo_task: Task) -> None:  # noqa: ANN001
     g = tiny_model.graph
-    scores = torch.rand(g.real_edges.shape, generator=torch.Generator().manual_seed(7)) * g.real_edges
+    scores = torch.rand(g.real_edges.shape, generator=torch.Generator().manual_seed(13)) * g.real_edges
     circuit = Circuit(g, scores, g.real_edges.clone(), None, {})
-    c = curve(tiny_model, tiny_task, circuit, sizes=(0.1, 0.5, 1.0))
+    c = curve(tiny_model, echo_task, circuit, sizes=(0.1, 0.5, 1.0))
     assert c.n_edges == (g.n_edges // 10, g.n_edges // 2, g.n_edges)
-    for i, k in enumerate(c.n_edges):
-        f, kl = _by_evaluate(tiny_model, tiny_task, scores, k)
+    for i, k in enumerate(c.evaluated_edges):   # the size's edges, or the fewest top edges with a path
+        f, kl = _by_evaluate(tiny_model, echo_task, scores, k)
         assert c.faithfulness[i] == pytest.approx(f, rel=1e-4, abs=1e-6) and c.kl[i] == pytest.approx(kl, rel=1e-4, abs=1e-6)
     assert len(set(round(x, 4) for x in c.faithfulness)) == 3    # the sizes differ, so must their values
     f = c.faithfulness   # trapezoids on the linear size axis, by hand
@@ -52,22 +66,47 @@ def test_curve_matches_evaluate_at_every_size(tiny_model, tiny_task: Task) -> No
     assert c.cmd == pytest.approx(0.4 * (abs(1 - f[0]) + abs(1 - f[1])) / 2 + 0.5 * (abs(1 - f[1]) + abs(1 - f[2])) / 2)
 
 
-def test_random_baseline_is_the_mean_of_random_circuits(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
+def test_random_baseline_is_the_mean_of_random_circuits(tiny_model, echo_task: Task) -> None:  # noqa: ANN001
     from engine.methods.random_scores import random_scores
-    rb = random_baseline(tiny_model, tiny_task, sizes=(0.2, 0.5, 1.0), draws=4, seed=3)
+    rb = random_baseline(tiny_model, echo_task, sizes=(0.2, 0.5, 1.0), draws=4, seed=3)
     assert rb.draws == 4 and len(rb.mean) == 3 and rb.std[-1] == pytest.approx(0.0, abs=1e-6)
     for i, k in enumerate(rb.n_edges[:2]):
-        fs = torch.tensor([_by_evaluate(tiny_model, tiny_task, random_scores(tiny_model, 3 + d), k)[0]
+        fs = torch.tensor([_by_evaluate(tiny_model, echo_task, random_scores(tiny_model, 3 + d), k)[0]
                            for d in range(4)], dtype=torch.float64)
         assert rb.mean[i] == pytest.approx(float(fs.mean()), rel=1e-4, abs=1e-6)
         assert rb.std[i] == pytest.approx(float(fs.std()), rel=1e-3, abs=1e-6) and rb.std[i] > 0
 
 
-def test_unchanged_metric_is_refused(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
+def test_faithfulness_is_na_when_full_equals_empty(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
+    """Identical corruption (exactly equal), and the random model on tiny_task (at chance: equal within noise):
+    f, CPR and CMD are None with the reason, the KL is still measured; the comparison table shows KL and n/a."""
     d = tiny_task.split("test")
-    same = type(d)(d.clean, d.clean, d.lengths, d.positions, d.answers, d.good, d.bad)
-    with pytest.raises(ValueError, match="corrupt"):
-        curve(tiny_model, Task("same", "logit_diff", {"test": same}), Circuit.full(tiny_model.graph))
+    same = Task("same", "logit_diff", {"test": type(d)(d.clean, d.clean, d.lengths, d.positions, d.answers, d.good,
+                                                       d.bad)})
+    for task in (same, tiny_task):
+        c = curve(tiny_model, task, Circuit.full(tiny_model.graph), sizes=(0.5, 1.0))
+        assert c.faithfulness == (None, None) and c.cpr is None and c.cmd is None, task.name
+        assert "within noise" in c.undefined and c.kl[-1] == pytest.approx(0.0, abs=1e-5)
+        rb = random_baseline(tiny_model, task, sizes=(0.5, 1.0), draws=2)
+        assert rb.mean == (None, None) and rb.cpr_mean is None and rb.undefined and len(rb.kl_mean) == 2
+    cmp = compare_methods(tiny_model, tiny_task, default_runs(("random",), random={"sparsity": 0.5}),
+                          sizes=(0.5, 1.0), random_draws=2)
+    table = format_table(cmp)
+    assert "KL(full || C)" in table and "n/a" in table and "within noise" in table and "faithfulness f" not in table
+
+
+def test_no_path_sizes_are_measured_at_the_nearest_size_with_one(tiny_model, echo_task: Task) -> None:  # noqa: ANN001
+    """The best-scored edge alone has no path: that size is flagged and measured at the fewest top edges that
+    have one (found here by counting up, one edge at a time)."""
+    g = tiny_model.graph
+    scores = torch.rand(g.n_src, g.n_dst, generator=torch.Generator().manual_seed(3)) * g.real_edges
+    scores[g.src_index("a0.h0"), g.mlp_dst_index(0)] = 2.0   # a0.h0 -> m0 alone has no path to logits
+    ranked = Circuit(g, scores, g.real_edges)
+    k = next(k for k in range(1, g.n_edges + 1) if ranked.top_n(k).has_path())
+    c = curve(tiny_model, echo_task, ranked, sizes=(1 / g.n_edges, 1.0))
+    assert c.path == (False, True) and c.evaluated_edges == (k, g.n_edges) and k > 1
+    assert c.faithfulness[0] == pytest.approx(curve(tiny_model, echo_task, ranked, sizes=(k / g.n_edges, 1.0))
+                                              .faithfulness[0], abs=1e-6)
 
 
 def test_scores_json_round_trip(tiny_model, tiny_task: Task, tmp_path: Path) -> None:  # noqa: ANN001
@@ -83,13 +122,15 @@ def test_scores_json_round_trip(tiny_model, tiny_task: Task, tmp_path: Path) -> 
     assert torch.equal(back.keep, c.keep) and scores_to_json(back)["method"] == "eap"
 
 
-def test_compare_table_lists_every_method(tiny_model, tiny_task: Task) -> None:  # noqa: ANN001
+def test_compare_table_lists_every_method(tiny_model, echo_task: Task) -> None:  # noqa: ANN001
     runs = default_runs(("eap", "random", "acdc"), eap={"n_examples": 8, "sparsity": 0.5},
                         random={"sparsity": 0.5}, acdc={"threshold": 10.0, "n_examples": 8})
-    cmp = compare_methods(tiny_model, tiny_task, runs, sizes=(0.1, 0.5, 1.0), random_draws=2)
+    cmp = compare_methods(tiny_model, echo_task, runs, sizes=(0.1, 0.5, 1.0), random_draws=2)
     table = format_table(cmp)
-    assert "eap" in table and "random x2" in table and "CPR" in table
-    assert "acdc" in cmp.errors and "lower the threshold" in cmp.errors["acdc"]   # never silently empty
+    assert "eap" in table and "random x2" in table and "CPR" in table and "faithfulness f" in table
+    # ACDC at a huge threshold keeps nothing: never silently empty, never "failed", scored by its ranking
+    assert not cmp.errors and "lower the threshold" in cmp.notes["acdc"] and "failed" not in table
+    assert [r.label for r in cmp.runs] == ["eap", "random", "acdc"]
     assert json.loads(json.dumps(cmp.to_dict()))["runs"][0]["label"] == "eap"
 
 
