@@ -156,6 +156,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
     else:
         for k, v in result.to_dict().items():
+            if k == "faithfulness_na":
+                continue
+            if k == "faithfulness" and v is None:
+                v = result.faithfulness_na   # n/a and why (the KL above is the measure then)
             print(f"{k:>14}: {v:.4f}" if isinstance(v, float) else f"{k:>14}: {v}")
     return 0
 

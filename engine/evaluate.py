@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .circuit import Circuit
+from .faithfulness import undefined_reason
 from .metrics import accuracy, exact_match, get_metric
 from .model import MaskedTransformer
 from .prune import make_batch, output_loss
@@ -29,6 +30,9 @@ class EvalResult:
     full_metric: float
     full_accuracy: float
     n_examples: int
+    empty_metric: float | None = None   # the task metric with every edge ablated (the corrupted run)
+    faithfulness: float | None = None   # (metric - empty) / (full - empty); None when n/a (faithfulness_na says why)
+    faithfulness_na: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,18 +59,32 @@ def evaluate_many(model: MaskedTransformer, task: Task, circuits: Sequence[Circu
     keeps = [c.keep.to(model.device, model.dtype) for c in circuits]
     sums = torch.zeros(len(circuits), 4, dtype=torch.float64)  # kl, metric, accuracy, exact match
     full = torch.zeros(2, dtype=torch.float64)
+    per_full, per_empty = [], []   # per-example metric of the model and of the empty circuit
     for idx in _batches(n, batch_size):
         batch = make_batch(model, data.select(idx), ablation)
         d, first = batch.data, batch.target[:, 0]
         full += torch.stack([metric(first, d.good, d.bad).sum(), accuracy(first, d.good, d.bad).sum()]).double().cpu()
+        if keeps:
+            empty = model(d.clean, torch.zeros_like(keeps[0]), batch.cache, d.positions)
+            per_full.append(metric(first, d.good, d.bad).double().cpu())
+            per_empty.append(metric(empty[:, 0], d.good, d.bad).double().cpu())
         for i, keep in enumerate(keeps):
             out = model(d.clean, keep, batch.cache, d.positions)
             row = [output_loss(task.loss, batch.target, out, batch.valid).sum(), metric(out[:, 0], d.good, d.bad).sum(),
                    accuracy(out[:, 0], d.good, d.bad).sum(), exact_match(out, d.answers).sum()]
             sums[i] += torch.stack(row).double().cpu()
     sums, full = sums / max(n, 1), full / max(n, 1)
+    why, m_empty = "n/a: no examples", None
+    if per_full:
+        f_all, e_all = torch.cat(per_full), torch.cat(per_empty)
+        why, m_empty = undefined_reason(task.metric, f_all, e_all), float(e_all.mean())
+
+    def faith(m: float) -> float | None:
+        return None if why else (m - m_empty) / (float(full[0]) - m_empty)
+
     return [EvalResult(c.n_edges, c.sparsity, float(s[0]), float(s[1]), task.metric, float(s[2]), float(s[3]),
-                       float(full[0]), float(full[1]), n) for c, s in zip(circuits, sums)]
+                       float(full[0]), float(full[1]), n, m_empty, faith(float(s[1])), why)
+            for c, s in zip(circuits, sums)]
 
 
 def evaluate(model: MaskedTransformer, task: Task, circuit: Circuit, split: str = "test",

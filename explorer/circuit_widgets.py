@@ -145,6 +145,12 @@ def downloads(circuit: Circuit, selection: Circuit, view: dict, title: str, stem
 def show_eval(result: engine.EvalResult) -> None:
     c = st.columns(4)
     c[0].metric("KL to full model (nats)", f"{result.kl:.4f}")
+    faith = getattr(result, "faithfulness", None)
+    if faith is not None:
+        c[0].caption(f"normalised faithfulness {faith:.3f} (1 = the model, 0 = the empty circuit)")
+    elif getattr(result, "faithfulness_na", ""):
+        c[0].caption("normalised faithfulness: n/a, so the KL is the measure here")
+        c[0].text(result.faithfulness_na)   # the reason, shown literally
     if result.metric_name != "accuracy":  # an accuracy metric would repeat the next column
         c[1].metric(f"{result.metric_name} (circuit)", f"{result.metric:.3f}")
         c[1].caption(f"full model: {result.full_metric:.3f}")

@@ -138,3 +138,18 @@ def test_sizes_from_sparsities() -> None:
     assert sizes_from_sparsities([0.5, 0.9]) == [pytest.approx(0.1), 0.5, 1.0]
     with pytest.raises(ValueError):
         sizes_from_sparsities([1.0])
+
+
+def test_evaluate_reports_normalised_faithfulness_or_why_not(tiny_model, tiny_task: Task, echo_task: Task) -> None:  # noqa: ANN001
+    from engine.evaluate import evaluate
+    from engine.metrics import METRICS
+    half = Circuit.full(tiny_model.graph).top_n(20)
+    r = evaluate(tiny_model, echo_task, half)
+    d = echo_task.split("test")
+    with torch.no_grad():   # the empty circuit is the corrupted run (interchange ablation)
+        empty = float(METRICS["logit_diff"](tiny_model.reference_forward(d.corrupt, d.positions)[:, 0], d.good,
+                                            d.bad).mean())
+    assert r.empty_metric == pytest.approx(empty, abs=1e-5) and not r.faithfulness_na
+    assert r.faithfulness == pytest.approx((r.metric - empty) / (r.full_metric - empty), rel=1e-4)
+    na = evaluate(tiny_model, tiny_task, half)
+    assert na.faithfulness is None and "within noise" in na.faithfulness_na and na.kl >= 0
