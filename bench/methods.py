@@ -79,7 +79,10 @@ def bench_one(label: str, model, task, ablation: str, sparsity: float, truth, ar
     runs = {"edge-pruning": ("edge-pruning", make_config("edge-pruning", **ep_opts)),
             "edge-pruning+eap": ("edge-pruning", make_config("edge-pruning", init="eap", **ep_opts)),
             "eap": ("eap", make_config("eap", ablation=ablation, sparsity=0.5)),
-            "eap-ig": ("eap-ig", make_config("eap-ig", ablation=ablation, sparsity=0.5)),
+            # the field's EAP-IG interpolates a corrupted input; under zero/mean ablation its activations variant
+            "eap-ig": (ig := "eap-ig" if ablation == "interchange" else "eap-ig-activations",
+                       make_config(ig, ablation=ablation, sparsity=0.5)),
+            "eap-ig-gates": ("eap-ig-gates", make_config("eap-ig-gates", ablation=ablation, sparsity=0.5)),
             "acdc": ("acdc", make_config("acdc", ablation=ablation, threshold=args.acdc_threshold)),
             "random": ("random", make_config("random", sparsity=0.5))}
     done = {}
@@ -98,7 +101,7 @@ def bench_one(label: str, model, task, ablation: str, sparsity: float, truth, ar
         f, kl = at_size(model, task, circuit, n, ablation)
         mib = curve(model, task, circuit, MIB_SIZES, ablation=ablation)
         cover = "-" if truth is None else f"{len(set(truth.edges()) & set(circuit.top_n(n).edges()))}/{truth.n_edges}"
-        print(f"| {key} | {sec:.1f} | {circuit.n_edges} | {f:.3f} | {kl:.4f} | {mib.cpr:.3f} | {mib.cmd:.3f} | {cover} |")
+        print(f"| {key} | {sec:.1f} | {circuit.n_edges} | {_num(f)} | {kl:.4f} | {_num(mib.cpr)} | {_num(mib.cmd)} | {cover} |")
     sys.stdout.flush()
 
 
@@ -116,11 +119,15 @@ def warm_start(label: str, model, task, ablation: str, sparsity: float, args: ar
             try:
                 circuit = METHODS["edge-pruning"](model, task, cfg)
                 f, kl = at_size(model, task, circuit, n, ablation)
-                row += [f"{f:.3f}", f"{kl:.4f}", str(circuit.n_edges)]
+                row += [_num(f), f"{kl:.4f}", str(circuit.n_edges)]
             except ValueError as e:
                 row += ["failed", "-", str(e)[:40]]
         print("| " + " | ".join(row) + " |")
         sys.stdout.flush()
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def main() -> None:

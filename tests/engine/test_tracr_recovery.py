@@ -14,7 +14,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 tracr = pytest.importorskip("engine.tracr")
 PROGRAMS = sorted(tracr.tracr_models())
 FAST = {"eap": dict(n_examples=32, ablation="zero", sparsity=0.5),
-        "eap-ig": dict(n_examples=32, ablation="zero", sparsity=0.5, steps=5),
+        "eap-ig-gates": dict(n_examples=32, ablation="zero", sparsity=0.5, steps=5),   # eap-ig itself needs a
+        "eap-ig-activations": dict(n_examples=32, ablation="zero", sparsity=0.5, steps=5),  # corrupted input
         "acdc": dict(n_examples=32, ablation="zero", threshold=1e-4)}
 
 
