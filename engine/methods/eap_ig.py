@@ -71,10 +71,8 @@ class EAPIGConfig:
         return EAPConfig(self.n_examples, self.split, self.batch_size, self.metric, self.ablation, self.sparsity)
 
 
-def _fixed_change_cache(model: MaskedTransformer, corrupt: CorruptCache, run: Tensor, clean: Tensor) -> CorruptCache:
-    """The substituted corrupted side y~' = y~ + (Y - y~) - (y - y~) = Y - D, from the interpolated run's changes
-    `run` and the clean run's `clean` (both [n_src, tokens * d_model], as batched_run gives them)."""
-    outs = corrupt.flat_outputs() + run - clean
+def _substituted(model: MaskedTransformer, corrupt: CorruptCache, outs: Tensor) -> CorruptCache:
+    """A corrupted side whose writer outputs are `outs` [n_src, tokens * d_model] (residuals rebuilt from them)."""
     b, n = corrupt.shape
     return CorruptCache(_chunked(outs, corrupt.chunk, model.cfg.d_model), model._resid_from(outs, b * n),
                         corrupt.shape, corrupt.chunk)
@@ -118,30 +116,25 @@ def _batch_scores(model: MaskedTransformer, task: Task, cfg: EAPIGConfig, part: 
         ref = model.reference_forward(tokens, pos) if cfg.metric == "kl" else None
     _, clean = batched_run(model, tokens, real[None], cache, pos)
     points, total = _points(cfg, variant, model), torch.zeros(real.shape, dtype=torch.float64)
+    y_corrupt = cache.flat_outputs()
     for i, (rows, alpha) in enumerate(points):
         keep = real.clone()
         keep[rows.start:rows.stop] *= alpha
         _, run = batched_run(model, tokens, keep[None], cache, pos)
-        fixed = _fixed_change_cache(model, cache, run[0], clean[0])
-        grad = _keep_gradient(model, task, cfg, part, keep, fixed, ref)
-        if variant == "eap-ig-activations":   # rows of the group from the pass above; the others with the
-            keep[rows.start:rows.stop] = 0    # group's output fixed (no gradient through it), as the library
-            fixed = _fixed_change_cache(model, cache, run[0] + _group_shift(run[0], clean[0], rows, alpha), clean[0])
-            other = _keep_gradient(model, task, cfg, part, keep, fixed, ref)
+        outs = y_corrupt + run[0] - clean[0]       # Y - D: each writer's output in this run minus its fixed change
+        grad = _keep_gradient(model, task, cfg, part, keep, _substituted(model, cache, outs), ref)
+        if variant == "eap-ig-activations":
+            # The group's rows come from the pass above (their readers are all after the group). The other rows
+            # from a pass where the group's edges are closed and its substituted output is y~ + alpha D: readers
+            # see the same values, but no gradient flows through the group, as in the library.
+            keep[rows.start:rows.stop] = 0
+            outs[rows.start:rows.stop] = y_corrupt[rows.start:rows.stop] + alpha * clean[0][rows.start:rows.stop]
+            other = _keep_gradient(model, task, cfg, part, keep, _substituted(model, cache, outs), ref)
             other[rows.start:rows.stop] = grad[rows.start:rows.stop]
             grad = other
         total += grad
         progress(done + i + 1, alpha=alpha)
     return total / len(points)
-
-
-def _group_shift(run: Tensor, clean: Tensor, rows: range, alpha: float) -> Tensor:
-    """Added to the run's changes so that the group's substituted side is its interpolated output y~ + alpha D
-    (with its gates at 0 readers then see exactly that): rows of the group get alpha D, others 0."""
-    shift = torch.zeros_like(run)
-    shift[rows.start:rows.stop] = alpha * clean[rows.start:rows.stop] - run[rows.start:rows.stop] + clean[
-        rows.start:rows.stop]
-    return shift
 
 
 def eap_ig_scores(model: MaskedTransformer, task: Task, cfg: EAPIGConfig, on_step: StepCallback | None = None,
