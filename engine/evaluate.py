@@ -64,8 +64,11 @@ def evaluate_many(model: MaskedTransformer, task: Task, circuits: Sequence[Circu
         batch = make_batch(model, data.select(idx), ablation)
         d, first = batch.data, batch.target[:, 0]
         full += torch.stack([metric(first, d.good, d.bad).sum(), accuracy(first, d.good, d.bad).sum()]).double().cpu()
-        if keeps:
-            empty = model(d.clean, torch.zeros_like(keeps[0]), batch.cache, d.positions)
+        if keeps:   # the empty circuit: the logits reader sees the ablated residual (no forward needed)
+            b, p = d.clean.shape
+            rows = torch.arange(b, device=model.device)[:, None]
+            resid = batch.cache.resid[-1].view(b, p, -1)[rows, d.positions.to(model.device).clamp(min=0)]
+            empty = model._unembed(resid)
             per_full.append(metric(first, d.good, d.bad).double().cpu())
             per_empty.append(metric(empty[:, 0], d.good, d.bad).double().cpu())
         for i, keep in enumerate(keeps):
