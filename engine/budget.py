@@ -23,10 +23,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
 
 import torch
 
+from .budget_spec import UNFAITHFUL_BELOW, Budget, BudgetConfig, FrontierPoint, frontier_record
 from .circuit import Circuit
 from .config import PruneConfig
 from .evaluate import EvalResult, evaluate
@@ -34,83 +34,6 @@ from .methods.warmstart import init_log_alpha_from_scores
 from .model import MaskedTransformer
 from .prune import PruneLog, StepLog, prune
 from .tasks.base import Task
-
-UNFAITHFUL_BELOW = 0.9   # a circuit keeping less than this share of the model's metric or accuracy is flagged
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What the circuit must keep on the validation split.
-
-    kind "metric": circuit task metric >= value x the full model's; "accuracy": the same for accuracy;
-    "kl": mean KL(model || circuit) <= value nats.
-    """
-
-    kind: Literal["metric", "accuracy", "kl"]
-    value: float
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("metric", "accuracy", "kl"):
-            raise ValueError(f"unknown budget kind {self.kind!r}; choose from ['accuracy', 'kl', 'metric']")
-        if not math.isfinite(self.value):
-            raise ValueError(f"the budget must be a finite number, got {self.value}")
-        if self.kind == "kl" and self.value <= 0:
-            raise ValueError(f"--max-kl must be > 0 nats, got {self.value}")
-        if self.kind != "kl" and not 0.0 < self.value <= 1.0:
-            raise ValueError(f"the share to keep must be in (0, 1] (0.9 = 90%), got {self.value}")
-
-    def measure(self, r: EvalResult) -> float:
-        """The budgeted quantity of one evaluation: a share of the full model (metric, accuracy) or the KL."""
-        if self.kind == "kl":
-            return r.kl
-        full, got = (r.full_metric, r.metric) if self.kind == "metric" else (r.full_accuracy, r.accuracy)
-        if full <= 0:
-            raise ValueError(f"the full model's {r.metric_name if self.kind == 'metric' else 'accuracy'} is "
-                             f"{full:.4g} on this split, so a share of it is undefined; use a KL budget (--max-kl)")
-        return got / full
-
-    def met(self, r: EvalResult) -> bool:
-        v = self.measure(r)
-        return v <= self.value if self.kind == "kl" else v >= self.value
-
-    def describe(self, metric_name: str = "metric") -> str:
-        if self.kind == "kl":
-            return f"KL <= {self.value:g} nats"
-        return f"keep >= {self.value:.0%} of the model's {metric_name if self.kind == 'metric' else 'accuracy'}"
-
-
-@dataclass(frozen=True)
-class BudgetConfig:
-    """The search: the first run, then up to `max_refines` short warm-started runs at smaller sizes."""
-
-    prune: PruneConfig = field(default_factory=PruneConfig)  # the first run (its edge_sparsity = first target)
-    refine_steps: int = 200       # steps of each warm-started run at a smaller size
-    max_refines: int = 3          # warm-started runs (0 = the first run's ranking only)
-    shrink: float = 0.7           # the next size tried = shrink x the best passing size
-    eval_limit: int | None = None  # validation examples per evaluation (None = the whole split)
-
-    def __post_init__(self) -> None:
-        if self.refine_steps < 1 or self.max_refines < 0:
-            raise ValueError("refine_steps must be >= 1 and max_refines >= 0")
-        if not 0.0 < self.shrink < 1.0:
-            raise ValueError(f"shrink must be in (0, 1), got {self.shrink}")
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "prune": self.prune.to_dict()}
-
-
-@dataclass(frozen=True)
-class FrontierPoint:
-    """One evaluated circuit of the search (validation split)."""
-
-    n_edges: int
-    sparsity: float
-    value: float      # the budgeted quantity (share kept, or KL)
-    kl: float
-    metric: float
-    accuracy: float
-    passed: bool
-    source: str       # "run 0" (a run's own circuit), "cut 0" (a top-k cut of run 0's scores), ...
 
 
 @dataclass
@@ -180,7 +103,7 @@ class _Search:
         return best
 
 
-def prune_to_budget(model: MaskedTransformer, task: Task, budget: Budget, cfg: BudgetConfig = BudgetConfig(),
+def prune_to_budget(model: MaskedTransformer, task: Task, budget: Budget, cfg: BudgetConfig | None = None,
                     on_step: Callable[[StepLog], bool | None] | None = None) -> tuple[Circuit, BudgetLog]:
     """The sparsest circuit the search finds that meets `budget` on the validation split.
 
@@ -192,6 +115,7 @@ def prune_to_budget(model: MaskedTransformer, task: Task, budget: Budget, cfg: B
         ValueError: a share budget on a task where the full model's metric is <= 0.
     """
     t0 = time.perf_counter()
+    cfg = cfg or BudgetConfig()
     s = _Search(model, task, budget, cfg, on_step)
     full = Circuit.full(model.graph, meta=dict(model_meta(model, task)))
     first = s.run(cfg.prune, None)
@@ -245,8 +169,7 @@ def _evaluate_limited(model: MaskedTransformer, task: Task, circuit: Circuit, li
 
 def frontier_of(circuit: Circuit) -> dict | None:
     """The search record saved in a budget circuit's metadata (None for a circuit found otherwise)."""
-    raw = circuit.meta.get("budget")
-    return json.loads(raw) if raw else None
+    return frontier_record(circuit)
 
 
 def unfaithful_note(r: EvalResult, below: float = UNFAITHFUL_BELOW) -> str | None:

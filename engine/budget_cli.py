@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .budget import Budget, BudgetConfig, BudgetLog
+from .config import PruneConfig
 
 
 def add_budget_args(p: argparse.ArgumentParser) -> None:
@@ -55,8 +56,8 @@ def format_frontier(log: BudgetLog, metric_name: str) -> str:
     """The explored sparsity-faithfulness points, smallest circuit first, the returned one marked."""
     assert log.budget is not None
     what = "KL" if log.budget.kind == "kl" else f"share of {metric_name if log.budget.kind == 'metric' else 'accuracy'}"
-    lines = [f"budget: {log.budget.describe(metric_name)} (validation); {log.runs} runs, "
-             f"{len(log.frontier)} circuits evaluated",
+    lines = [(f"budget: {log.budget.describe(metric_name)} (validation); {log.runs} runs, "
+              f"{len(log.frontier)} circuits evaluated"),
              f"{'edges':>7}{'sparsity':>10}{what:>24}{'KL':>9}{'accuracy':>10}  source"]
     order = sorted(range(len(log.frontier)), key=lambda i: (log.frontier[i].n_edges, i))
     for i in order:

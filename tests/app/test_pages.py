@@ -269,3 +269,20 @@ def test_tracr_program_prunes_with_its_own_settings(app_env, monkeypatch):
     for page in ("app_pages/circuit.py", "app_pages/compare.py", "app_pages/prompts.py"):
         _ok(at.switch_page(page).run())
     assert any("Tracr program" in i.value for i in at.info)
+
+
+def test_prune_with_a_faithfulness_budget_plots_the_frontier(app_env):
+    at = _ok(_app().run())
+    assert not at.checkbox(key="prune.tiny.use_budget").value  # the default only for the embedded models
+    _ok(at.checkbox(key="prune.tiny.use_budget").check().run())
+    at.selectbox(key="prune.tiny.budget_kind").set_value("KL to the model, at most (nats)")  # random model: metric < 0
+    at.number_input(key="prune.tiny.budget").set_value(0.8)
+    at.number_input(key="prune.tiny.steps").set_value(6)
+    at.number_input(key="prune.tiny.batch").set_value(8)
+    _ok(at.button(key="prune.run").click().run())
+    _wait_for_job(at, timeout=120)
+    assert "Saved to the library" in _text(at), _text(at)
+    saved = list(Path(app_env["CIRCUIT_LIBRARY"]).glob("*.safetensors"))
+    assert len(saved) == 1 and "kl0.8" in saved[0].stem
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("budget search explored" in s and "returned circuit" in s for s in specs)

@@ -63,7 +63,7 @@ def test_budget_measures_share_of_full_model():
     assert Budget("accuracy", 0.9).met(_result(0, 5.0, 0.9, 1.0)) and not Budget("accuracy", 0.9).met(
         _result(5.0, 5.0, 0.85, 1.0))
     assert Budget("kl", 0.2).met(_result(0, 1, 1, 1, kl=0.2)) and not Budget("kl", 0.2).met(_result(0, 1, 1, 1, kl=0.3))
-    with pytest.raises(ValueError, match="max-kl"):
+    with pytest.raises(ValueError, match="KL budget"):
         b.measure(_result(1.0, -0.5, 1, 1))
 
 
