@@ -85,7 +85,7 @@ class _Search:
     def point(self, circuit: Circuit, source: str) -> bool:
         r = evaluate(self.model, self.task, circuit, split="validation") if self.cfg.eval_limit is None else \
             _evaluate_limited(self.model, self.task, circuit, self.cfg.eval_limit)
-        ok = self.budget.met(r)
+        ok = self.budget.met(r, self.cfg.margin)
         self.log.frontier.append(FrontierPoint(circuit.n_edges, circuit.sparsity, self.budget.measure(r), r.kl,
                                                r.metric, r.accuracy, ok, source))
         return ok
@@ -118,8 +118,8 @@ def prune_to_budget(model: MaskedTransformer, task: Task, budget: Budget, cfg: B
     cfg = cfg or BudgetConfig()
     s = _Search(model, task, budget, cfg, on_step)
     full = Circuit.full(model.graph, meta=dict(model_meta(model, task)))
+    full_ok = s.point(full, "full model")  # first: a budget that cannot be measured fails before any run
     first = s.run(cfg.prune, None)
-    full_ok = s.point(full, "full model")
     best, lo = (first, 0) if s.point(first, "run 0") else (full, first.n_edges)
     if not full_ok and best is full:
         s.log.warnings.append(f"even the full model misses the budget ({budget.describe(task.metric)}) on validation")

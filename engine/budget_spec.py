@@ -48,9 +48,10 @@ class Budget:
                              f"{full:.4g} on this split, so a share of it is undefined; use a KL budget (CLI: --max-kl)")
         return got / full
 
-    def met(self, r: EvalResult) -> bool:
+    def met(self, r: EvalResult, margin: float = 0.0) -> bool:
+        """Within budget; `margin` asks for that much more (a share: + margin; a KL: x (1 - margin))."""
         v = self.measure(r)
-        return v <= self.value if self.kind == "kl" else v >= self.value
+        return v <= self.value * (1.0 - margin) if self.kind == "kl" else v >= self.value + margin
 
     def describe(self, metric_name: str = "metric") -> str:
         if self.kind == "kl":
@@ -67,10 +68,16 @@ class BudgetConfig:
     max_refines: int = 3          # warm-started runs (0 = the first run's ranking only)
     shrink: float = 0.7           # the next size tried = shrink x the best passing size
     eval_limit: int | None = None  # validation examples per evaluation (None = the whole split)
+    # Selection asks for this much more than the budget on validation: the search keeps the best of many noisy
+    # measurements, so a circuit just at the budget there tends to fall below it on new prompts (greater-than-2l,
+    # 64 validation prompts, no margin: 0.918 of the metric on validation, 0.794 on test).
+    margin: float = 0.03
 
     def __post_init__(self) -> None:
         if self.refine_steps < 1 or self.max_refines < 0:
             raise ValueError("refine_steps must be >= 1 and max_refines >= 0")
+        if not 0.0 <= self.margin < 1.0:
+            raise ValueError(f"margin must be in [0, 1), got {self.margin}")
         if not 0.0 < self.shrink < 1.0:
             raise ValueError(f"shrink must be in (0, 1), got {self.shrink}")
 

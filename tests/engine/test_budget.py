@@ -14,15 +14,20 @@ from tests.engine.test_cli import _jsonl, _pair, _run, checkpoint  # noqa: F401 
 def _check_search(model, task, budget, circuit, log):
     """Invariants of any search result, checked against fresh evaluations (not the search's own records)."""
     fresh = evaluate(model, task, circuit, split="validation")
-    assert budget.met(fresh)
+    assert budget.met(fresh, log_margin(circuit))
     chosen = log.frontier[log.chosen]
     assert chosen.passed and chosen.n_edges == circuit.n_edges
     assert chosen.value == pytest.approx(budget.measure(fresh), abs=1e-5)
     assert min(p.n_edges for p in log.frontier if p.passed) == circuit.n_edges  # nothing smaller passed
-    for p in log.frontier:  # each recorded verdict agrees with the budget's rule
-        assert p.passed == (p.value <= budget.value if budget.kind == "kl" else p.value >= budget.value)
+    m = log_margin(circuit)
+    for p in log.frontier:  # each recorded verdict agrees with the budget's rule (and the selection margin)
+        assert p.passed == (p.value <= budget.value * (1 - m) if budget.kind == "kl" else p.value >= budget.value + m)
     saved = frontier_of(circuit)
     assert saved["chosen"] == log.chosen and len(saved["frontier"]) == len(log.frontier)
+
+
+def log_margin(circuit):
+    return frontier_of(circuit)["search"]["margin"]
 
 
 def test_kl_budget_on_tiny_model(tiny_model, tiny_task):
@@ -62,6 +67,7 @@ def test_budget_measures_share_of_full_model():
     assert not b.met(_result(4.4, 5.0, 1, 1))
     assert Budget("accuracy", 0.9).met(_result(0, 5.0, 0.9, 1.0)) and not Budget("accuracy", 0.9).met(
         _result(5.0, 5.0, 0.85, 1.0))
+    assert b.met(_result(4.65, 5.0, 1, 1), margin=0.02) and not b.met(_result(4.55, 5.0, 1, 1), margin=0.02)
     assert Budget("kl", 0.2).met(_result(0, 1, 1, 1, kl=0.2)) and not Budget("kl", 0.2).met(_result(0, 1, 1, 1, kl=0.3))
     with pytest.raises(ValueError, match="KL budget"):
         b.measure(_result(1.0, -0.5, 1, 1))
