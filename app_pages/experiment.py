@@ -35,7 +35,8 @@ if source.startswith("Prune"):
     if st.button("Prune both", type="primary", key="experiment.run", disabled=running):
         job = ew.start_both(model, model_name, (ta, tb))
         st.rerun()
-    ew.job_progress()
+    if running:
+        ew.job_progress()   # reruns the page once the run ends
     if job is not None and job.done:
         if job.error:
             st.error(f"The run failed: {job.error}")
