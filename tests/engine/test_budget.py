@@ -99,20 +99,23 @@ def test_cli_budget_and_bad_budget(checkpoint, tmp_path):  # noqa: F811
     assert r.returncode == 2 and "not allowed with" in r.stderr
 
 
-def _embedded(name, task_name):
+def _embedded(name, task_name, n):
     import engine
     model = engine.load_model(name, device="cpu")
-    task = engine.get_task(task_name, model.tokenizer, n=256, seed=0, n_ctx=model.cfg.n_ctx, bos_id=model.bos_id)
+    task = engine.get_task(task_name, model.tokenizer, n=n, seed=0, n_ctx=model.cfg.n_ctx, bos_id=model.bos_id)
     return model, task
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,task_name,steps", [("ioi-2l", "ioi", 300), ("greater-than-2l", "greater_than", 300),
-                                                  ("boolean-4l", "boolean_instruction", 300)])
-def test_budget_met_on_test_split(name, task_name, steps):
+@pytest.mark.parametrize("name,task_name,steps,n", [
+    ("ioi-2l", "ioi", 300, 256), ("boolean-4l", "boolean_instruction", 300, 256),
+    # greater-than's probability difference is noisy: with 64 validation prompts the search picked 14 edges keeping
+    # 0.93 there and 0.82 on test; with 256, 19 edges keeping 0.99 on both
+    ("greater-than-2l", "greater_than", 300, 1024)])
+def test_budget_met_on_test_split(name, task_name, steps, n):
     """The search selects on validation; the circuit must also keep 90% of the metric on the unseen test split."""
     torch.set_num_threads(1)
-    model, task = _embedded(name, task_name)
+    model, task = _embedded(name, task_name, n)
     budget = Budget("metric", 0.9)
     circuit, log = prune_to_budget(model, task, budget, BudgetConfig(PruneConfig(n_steps=steps), refine_steps=100))
     _check_search(model, task, budget, circuit, log)
