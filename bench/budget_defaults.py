@@ -37,7 +37,7 @@ def main() -> None:
     print("| model | task | edges kept / all | test metric share | test accuracy (model) | validation share | "
           "runs | wall s | CPU s | load (1 min) |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for name, task_name in PAIRS:
-        if args.only and name != args.only:
+        if args.only and name not in args.only.split(","):
             continue
         model = engine.load_model(name, device="cpu")
         task = engine.get_task(task_name, model.tokenizer, n=256, seed=0, n_ctx=model.cfg.n_ctx, bos_id=model.bos_id)
