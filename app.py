@@ -11,6 +11,7 @@ st.navigation([
     st.Page("app_pages/prune.py", title="Prune", icon=":material/content_cut:", default=True),
     st.Page("app_pages/circuit.py", title="Circuit", icon=":material/account_tree:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("app_pages/experiment.py", title="Experiment", icon=":material/science:"),
     st.Page("app_pages/prompts.py", title="Prompt lab", icon=":material/chat:"),
     st.Page("app_pages/learn.py", title="Learn", icon=":material/school:"),
 ]).run()

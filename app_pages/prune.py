@@ -12,6 +12,7 @@ st.caption("Learns a gate per edge so the circuit's output stays close to the fu
 model_name = widgets.selected_model()
 head = st.container()  # model, run status and task: filled below, once the model (and torch) have loaded
 with st.container(border=True):  # drawn first, so the page is usable while the model loads
+    budget = prune_widgets.budget_choice(model_name)
     cfg = prune_widgets.prune_form(model_name)
     estimate = st.empty()
     pressed = st.button("Prune", type="primary", key="prune.run")
@@ -39,7 +40,7 @@ if pressed:
     elif task is None:
         st.error("Choose a task (or fix the uploaded data) first.")
     elif cfg is not None:
-        sess.job = prune_widgets.start_prune(model, task, cfg, model_name)
+        sess.job = prune_widgets.start_prune(model, task, cfg, model_name, budget)
         st.rerun()
 
 if job is not None and job.done:
@@ -53,6 +54,7 @@ if job is not None and job.done:
         how = "stopped early" if log.stopped_early else "finished"
         st.success(f"Run {how} after {len(log.steps)} steps in {jobs.format_eta(log.elapsed_s)}: "
                    f"**{circuit.n_edges:,} edges** kept ({circuit.sparsity:.2%} sparsity).")
+        prune_widgets.run_outcome(job, circuit)
         if job.saved is not None:
             sess.circuit_name = f"lib:{job.saved.name}"
             st.write(f"Saved to the library as **{job.saved.name}** (`{job.saved.path}`).")

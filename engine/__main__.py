@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 
 from . import (Circuit, PruneConfig, embedded_models, evaluate, get_task, load_jsonl_task, load_model, prune)
+from .budget import prune_to_budget, unfaithful_note
+from .budget_cli import add_budget_args, budget_search, format_frontier
 from .prune import check_task
 from .compare_cli import add_compare_parser
 from . import distributed
@@ -79,14 +81,19 @@ def cmd_prune(args: argparse.Namespace) -> int:
         from .methods.warmstart import EdgePruningConfig, warm_start
         warm = EdgePruningConfig(prune=cfg, init=args.init)
         cfg, init = warm.prune_config(), warm_start(model, task, warm)
-    bar = tqdm(total=cfg.n_steps, desc="pruning", unit="step", disable=not ctx.is_main)
+    budget, search = budget_search(args, cfg, ctx.enabled or init is not None)
+    total = cfg.n_steps if search is None else cfg.n_steps + search.max_refines * search.refine_steps
+    bar = tqdm(total=total, desc="pruning", unit="step", disable=not ctx.is_main)
 
     def on_step(s) -> None:  # noqa: ANN001
         bar.n = s.step + 1
         bar.set_postfix(kl=f"{s.kl:.4f}", sparsity=f"{s.edge_sparsity:.3f}", target=f"{s.edge_target:.3f}")
         bar.refresh()
 
-    circuit, log = prune(model, task, cfg, on_step=on_step, checkpoint_dir=out, init_log_alpha=init)
+    if search is None:
+        circuit, log = prune(model, task, cfg, on_step=on_step, checkpoint_dir=out, init_log_alpha=init)
+    else:  # the sparsest circuit meeting the budget on validation (engine/budget.py); no checkpoint resume
+        circuit, log = prune_to_budget(model, task, budget, search, on_step=on_step)
     bar.close()
     circuit = Circuit(circuit.graph, circuit.scores, circuit.keep, circuit.node_scores,
                       {**circuit.meta, "name": out.name, "init": args.init})
@@ -112,7 +119,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
     print(f"edges kept {circuit.n_edges} / {circuit.graph.n_edges} (sparsity {circuit.sparsity:.4f}); "
           f"validation KL {result.kl:.4f}, {result.metric_name} {result.metric:.3f} (model {result.full_metric:.3f}), "
           f"accuracy {result.accuracy:.3f} (model {result.full_accuracy:.3f}); {log.elapsed_s:.1f} s")
-    print(f"wrote {out / 'circuit.safetensors'}, edges.json, circuit.json, log.json, checkpoint.safetensors")
+    if search is not None:
+        print(format_frontier(log, result.metric_name))
+    note = unfaithful_note(result)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
+    print(f"wrote {out / 'circuit.safetensors'}, edges.json, circuit.json, log.json"
+          + (", checkpoint.safetensors" if search is None else ""))
     return 0
 
 
@@ -202,6 +215,7 @@ def parser() -> argparse.ArgumentParser:
                    help="gate initialisation: all open (the authors) or warm-started from EAP, EAP-IG (the field's: "
                         "input embeddings interpolated, Hanna et al. 2024) or eap-ig-gates (our gate-path variant) scores")
     add_prune_args(p)
+    add_budget_args(p)
     p.set_defaults(func=cmd_prune)
     p = sub.add_parser("evaluate", help="evaluate a circuit (or the full / empty baselines)")
     _common(p)

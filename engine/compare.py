@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
+
 from .circuit import Circuit
-from .faithfulness import MIB_SIZES, Curve, RandomBaseline, curve, random_baseline
+from .faithfulness import MIB_SIZES, Curve, RandomBaseline, curve, curve_of_keeps, edge_counts, random_baseline
 from .methods import METHODS, make_config
 from .methods.common import NoPathError
+from .methods.warmstart import EdgePruningConfig, init_log_alpha_from_scores, warm_start
+from .prune import prune
 from .model import MaskedTransformer
 from .tasks.base import Task
 
@@ -66,6 +70,9 @@ def compare_methods(model: MaskedTransformer, task: Task, runs: Sequence[tuple[s
         relay = None if on_step is None else (lambda e, label=label: on_step({**e, "label": label}))
         t0 = time.perf_counter()
         try:
+            if method == PER_SIZE:
+                done.append(per_size_run(model, task, label, cfg, sizes, split))
+                continue
             circuit = METHODS[method](model, task, cfg, relay)
         except NoPathError as e:   # its ranking still exists: measured per size below
             circuit, notes[label] = e.circuit, f"{e}; its ranking is scored at the sizes below"
@@ -76,6 +83,48 @@ def compare_methods(model: MaskedTransformer, task: Task, runs: Sequence[tuple[s
         done.append(MethodRun(label, method, circuit, seconds, curve(model, task, circuit, sizes, split)))
     base = random_baseline(model, task, sizes, random_draws, split=split)
     return Comparison(task.name, model.name, done, base, errors, notes)
+
+
+PER_SIZE = "edge-pruning-per-size"
+"""Edge Pruning scored as MIB scores it: a circuit trained for each size, not one run's ranking cut at every size."""
+
+
+@dataclass(frozen=True)
+class PerSizeConfig:
+    """One Edge Pruning run per circuit size, largest first; each later run starts from the previous circuit."""
+
+    first: EdgePruningConfig = field(default_factory=EdgePruningConfig)  # the largest size's run (its init: open/eap-ig)
+    steps_next: int = 150    # steps of each warm-started run at the next smaller size
+
+
+def per_size_run(model: MaskedTransformer, task: Task, label: str, cfg: PerSizeConfig, sizes: Sequence[float],
+                 split: str = "test") -> MethodRun:
+    """Edge Pruning trained at every size below 100% (target sparsity 1 - size), largest first, each run
+    warm-started from the previous size's circuit (its edges open, the others closed); f at a size is that
+    size's own circuit cut to exactly the size's edge count. The returned circuit is the smallest size's."""
+    t0 = time.perf_counter()
+    n, real = model.graph.n_edges, model.graph.real_edges
+    counts = edge_counts(n, sizes)
+    keeps, prev = {}, None
+    for size, k in sorted(zip(sizes, counts), reverse=True):
+        if k >= n:
+            continue
+        if prev is None:
+            pcfg = replace(cfg.first.prune_config(), edge_sparsity=1.0 - k / n)
+            init = warm_start(model, task, replace(cfg.first, prune=pcfg))
+        else:   # start from the larger circuit: its edges open, the rest closed; no ramp from 0
+            pcfg = replace(cfg.first.prune, edge_sparsity=1.0 - k / n, n_steps=cfg.steps_next, warmup_steps=0)
+            rank = prev.scores.float() + 2.0 * prev.keep.float()
+            init = init_log_alpha_from_scores(rank, real, prev.n_edges / n)
+        circuit, _ = prune(model, task, pcfg, init_log_alpha=init)
+        prev = circuit.top_n(k)
+        keeps[size] = prev.keep
+    full = Circuit.full(model.graph).keep
+    stacked = torch.stack([keeps.get(s, full) for s in sizes])
+    cur = curve_of_keeps(model, task, stacked, sizes, PER_SIZE, split)
+    meta = {**prev.meta, "method": PER_SIZE, "init": cfg.first.init} if prev is not None else {}
+    last = prev if prev is not None else Circuit.full(model.graph)
+    return MethodRun(label, PER_SIZE, replace(last, meta=meta or last.meta), time.perf_counter() - t0, cur)
 
 
 def _pct(size: float) -> str:

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .compare import compare_methods, default_runs, format_table, sizes_from_sparsities
+from .compare import PER_SIZE, PerSizeConfig, compare_methods, default_runs, format_table, sizes_from_sparsities
 from .faithfulness import MIB_SIZES
-from .methods import METHODS
+from .methods import METHODS, make_config
 from .methods.warmstart import INITS
 from .methods.export import save_scores_json
 from .scale_cli import wants_split
@@ -36,6 +36,11 @@ def add_compare_parser(sub: Any, common: Callable[[argparse.ArgumentParser], Non
                    "(default: PruneConfig's 0.8; 0.1 is steadier on the small embedded models)")
     p.add_argument("--init", default="open", choices=list(INITS), help="edge-pruning gate initialisation ("
                    "eap-ig: the field's EAP-IG, input embeddings interpolated; eap-ig-gates: our gate-path variant)")
+    p.add_argument("--per-size", action="store_true",
+                   help="also score Edge Pruning as MIB does: a circuit trained for each size (largest first, each "
+                        "run warm-started from the previous size), plain and warm-started from EAP-IG")
+    p.add_argument("--steps-next", type=int, default=PerSizeConfig.steps_next,
+                   help="--per-size: steps of each run after the first (the first runs --steps)")
     p.add_argument("--ig-steps", type=int, default=5, help="eap-ig, eap-ig-activations, eap-ig-gates: interpolation "
                    "steps m (the EAP-IG paper: 5)")
     p.add_argument("--acdc-threshold", type=float, default=0.01, help="acdc: KL threshold (nats)")
@@ -62,6 +67,10 @@ def cmd_compare(args: argparse.Namespace, task_of: Callable[[argparse.Namespace,
     model = load_model(args.model, device=args.device, split_embeddings=wants_split(args))
     task = task_of(args, model)
     runs = default_runs(names, **_options(args))
+    if args.per_size:
+        ep = {k: v for k, v in _options(args)["edge-pruning"].items() if k != "init"}
+        runs += [(f"ep per size ({init})", PER_SIZE, PerSizeConfig(make_config("edge-pruning", **ep, init=init),
+                                                                   args.steps_next)) for init in ("open", "eap-ig")]
     cmp = compare_methods(model, task, runs, sizes_from_sparsities(args.sparsities), args.split, args.random_draws)
     if args.out:
         out = Path(args.out)

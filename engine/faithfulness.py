@@ -180,6 +180,22 @@ def curve(model: MaskedTransformer, task: Task, circuit: Circuit, sizes: Sequenc
                  metric_name(task), m_full, m_empty, why, tuple(paths), tuple(evaluated))
 
 
+def curve_of_keeps(model: MaskedTransformer, task: Task, keeps: Tensor, sizes: Sequence[float], name: str,
+                   split: str = "test", n_examples: int | None = None, ablation: str = "interchange") -> Curve:
+    """Faithfulness of one given circuit per size (`keeps`: bool [len(sizes), n_src, n_dst], e.g. a circuit
+    trained for each size) instead of one ranking cut at every size; CPR and CMD as `curve`."""
+    if keeps.shape[0] != len(sizes):
+        raise ValueError(f"need one circuit per size: {keeps.shape[0]} circuits for {len(sizes)} sizes")
+    counts = [int(k.sum()) for k in keeps]
+    metric, loss, full, empty = _measure(model, task, keeps, split, n_examples, ablation)
+    m_full, m_empty = float(full.mean()), float(empty.mean())
+    why = undefined_reason(metric_name(task), full, empty)
+    f = None if why else [(float(m) - m_empty) / (m_full - m_empty) for m in metric]
+    return Curve(name, tuple(sizes), tuple(counts), tuple(f) if f else (None,) * len(sizes),
+                 tuple(float(x) for x in loss), None if why else area(sizes, f),
+                 None if why else area(sizes, [abs(1 - x) for x in f]), metric_name(task), m_full, m_empty, why)
+
+
 def random_baseline(model: MaskedTransformer, task: Task, sizes: Sequence[float] = MIB_SIZES, draws: int = 5,
                     seed: int = 0, split: str = "test", n_examples: int | None = None,
                     ablation: str = "interchange") -> RandomBaseline:

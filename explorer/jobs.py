@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -96,19 +97,34 @@ def format_eta(seconds: float | None) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def prune_job(model: Any, task: Any, cfg: Any, model_name: str, library: Any) -> PruneJob:
-    """Start engine.prune in the background; a finished run is saved to `library` (a cancelled one is not)."""
+def prune_job(model: Any, task: Any, cfg: Any, model_name: str, library: Any, budget: Any = None) -> PruneJob:
+    """Start engine.prune (or, with a faithfulness `budget`, engine.budget.prune_to_budget) in the background;
+    a finished run is saved to `library` (a cancelled one is not). `job.note` says when the circuit is unfaithful."""
     import engine  # noqa: PLC0415 - keeps this module importable without torch for its own tests
+    from engine import budget as fb, budget_spec  # noqa: PLC0415
 
     model_stem = model_name.rstrip("/").split("/")[-1]
     stem = model_stem if task.name == model_stem else f"{model_stem}-{task.name}"  # Tracr: task named as model
-    name = f"{stem}-s{cfg.edge_sparsity:g}"
+    name = f"{stem}-s{cfg.edge_sparsity:g}" if budget is None else f"{stem}-{'kl' if budget.kind == 'kl' else 'keep'}{budget.value:g}"
+    search = None if budget is None else replace(budget_spec.DEFAULT_SEARCH, prune=cfg)
+
+    def run(on_step: Callable[[Any], bool]) -> tuple[Any, Any]:
+        if search is None:
+            result = engine.prune(model, task, cfg, on_step=on_step)
+        else:
+            result = fb.prune_to_budget(model, task, budget, search, on_step=on_step)
+        try:
+            job.note = fb.unfaithful_note(engine.evaluate(model, task, result[0], split="validation"))
+        except ValueError:  # no validation examples to judge on: no note
+            job.note = None
+        return result
 
     def save(circuit: Any, log: Any) -> Any:
         if log.stopped_early and job.cancelled:
             return None  # the user stopped it: offered for saving, not saved silently
         return library.save(circuit, name, {"prune_log": json.loads(log.to_json()), "prune_config": cfg.to_dict()})
 
-    job = PruneJob(lambda on_step: engine.prune(model, task, cfg, on_step=on_step), cfg.n_steps, save, name,
-                   getattr(task, "loss", "kl"))
+    n_steps = cfg.n_steps if search is None else cfg.n_steps + search.max_refines * search.refine_steps
+    job = PruneJob(run, n_steps, save, name, getattr(task, "loss", "kl"))
+    job.note, job.metric = None, getattr(task, "metric", "metric")
     return job.start()

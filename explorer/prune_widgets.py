@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from engine.budget_spec import DEFAULT_BUDGET, DEFAULT_SEARCH, Budget
+
 from . import jobs, resources, state
 
 if TYPE_CHECKING:
@@ -42,11 +44,14 @@ def prune_form(model_name: str, key: str = "prune") -> PruneConfig | None:
     """
     d = resources.prune_defaults(model_name)
     k = f"{key}.{model_name}"
+    if is_budget_default(model_name):  # the budget search's first run is short (engine.budget_spec.DEFAULT_SEARCH)
+        d = replace(d, n_steps=DEFAULT_SEARCH.prune.n_steps)
     c1, c2, c3 = st.columns(3)
     steps = _kept_input(c1.number_input, "Steps", f"{k}.steps", d.n_steps, min_value=1, max_value=100_000)
     sparsity = _kept_input(c2.number_input, "Target edge sparsity", f"{k}.sparsity", d.edge_sparsity, min_value=0.0,
                            max_value=1.2, step=0.01,
-                           help="Share of edges removed; above 1 pushes as sparse as possible.")
+                           help="Share of edges removed; above 1 pushes as sparse as possible. With a "
+                                "faithfulness budget: the first run's target.")
     batch = _kept_input(c3.number_input, "Batch size", f"{k}.batch", d.batch_size, min_value=1, max_value=1024)
     with st.expander("Advanced"):
         a1, a2, a3 = st.columns(3)
@@ -90,12 +95,62 @@ def memory_estimate(slot: DeltaGenerator, model: MaskedTransformer, task: Task, 
         slot.warning(text + ". **This may not fit:** lower the batch size.")
 
 
+def is_budget_default(model_name: str) -> bool:
+    """The faithfulness budget is the default for the embedded models (their sweep is in assets/MODELS.md)."""
+    import engine  # noqa: PLC0415 - engine.assets is torch-free
+
+    return model_name in engine.embedded_models()
+
+
+BUDGET_KINDS = {"share of the task metric kept": "metric", "share of the accuracy kept": "accuracy",
+                "KL to the model, at most (nats)": "kl"}
+
+
+def budget_choice(model_name: str, key: str = "prune") -> Budget | None:
+    """'Ask for faithfulness': the sparsest circuit found that keeps a share of the model's task metric (or
+    accuracy, or a KL at most) on the validation split (engine/budget.py), instead of a fixed sparsity target.
+    None = a plain run to the target."""
+    k = f"{key}.{model_name}"
+    on = _kept_input(st.checkbox, "Faithfulness budget: find the sparsest circuit that meets it", f"{k}.use_budget",
+                     is_budget_default(model_name),
+                     help="One run to the target sparsity ranks the edges; a bisection over sizes and short "
+                          "warm-started runs then look for the smallest circuit that still meets the budget on "
+                          "the validation split. The explored frontier is plotted after the run.")
+    if not on:
+        return None
+    b1, b2 = st.columns(2)
+    kind = _kept_input(b1.selectbox, "Budget on", f"{k}.budget_kind", next(iter(BUDGET_KINDS)),
+                       options=list(BUDGET_KINDS))
+    value = _kept_input(b2.number_input, "Budget (0.9 = keep 90%; or nats of KL)", f"{k}.budget",
+                        DEFAULT_BUDGET.value, min_value=0.0, max_value=100.0, step=0.01, format="%.3g")
+    try:
+        return Budget(BUDGET_KINDS[kind], float(value))
+    except ValueError as e:
+        st.error(f"Impossible budget: {e}")
+        return None
+
+
 # ---- background pruning ----
-def start_prune(model: MaskedTransformer, task: Task, cfg: PruneConfig, model_name: str) -> jobs.PruneJob:
+def start_prune(model: MaskedTransformer, task: Task, cfg: PruneConfig, model_name: str,
+                budget: Budget | None = None) -> jobs.PruneJob:
     """Runs on the graph chosen in the form (the same tokenizer and task serve both graphs)."""
     if chosen_graph(model_name) == "split" and not model.graph.split_embeddings:
         model = resources.get_model(model_name, split=True)
-    return jobs.prune_job(model, task, cfg, model_name, resources.library())
+    return jobs.prune_job(model, task, cfg, model_name, resources.library(), budget=budget)
+
+
+def run_outcome(job: jobs.PruneJob, circuit: object) -> None:
+    """After a run: says when the circuit is unfaithful (and what to change), and plots a budget search's frontier."""
+    if getattr(job, "note", None):
+        st.warning(job.note)
+    import engine.budget_spec  # noqa: PLC0415
+
+    record = engine.budget_spec.frontier_record(circuit)
+    if record is not None:
+        from . import charts, frontier  # noqa: PLC0415 - plotly loads after the first page
+
+        st.plotly_chart(frontier.frontier_figure(record, getattr(job, "metric", "metric")),
+                        key="prune.frontier", config=charts.plotly_config())
 
 
 @st.fragment(run_every=0.7)

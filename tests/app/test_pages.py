@@ -285,3 +285,59 @@ def test_prune_on_the_split_graph_and_open_it(app_env):
     assert circuit.graph.split_embeddings and "split token/position graph" in circuit.meta["definition"]
     _ok(at.switch_page("app_pages/circuit.py").run())
     assert "cannot be used here" not in _text(at), _text(at)
+
+
+def test_prune_with_a_faithfulness_budget_plots_the_frontier(app_env):
+    at = _ok(_app().run())
+    assert not at.checkbox(key="prune.tiny.use_budget").value  # the default only for the embedded models
+    _ok(at.checkbox(key="prune.tiny.use_budget").check().run())
+    at.selectbox(key="prune.tiny.budget_kind").set_value("KL to the model, at most (nats)")  # random model: metric < 0
+    at.number_input(key="prune.tiny.budget").set_value(0.8)
+    at.number_input(key="prune.tiny.steps").set_value(6)
+    at.number_input(key="prune.tiny.batch").set_value(8)
+    _ok(at.button(key="prune.run").click().run())
+    _wait_for_job(at, timeout=120)
+    assert "Saved to the library" in _text(at), _text(at)
+    saved = list(Path(app_env["CIRCUIT_LIBRARY"]).glob("*.safetensors"))
+    assert len(saved) == 1 and "kl0.8" in saved[0].stem
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("budget search explored" in s and "returned circuit" in s for s in specs)
+
+
+def test_experiment_page_library_circuits_and_pruned_pair(app_env):
+    """Two example circuits: graph, overlap vs chance, the cross-evaluation; then the same from two fresh runs."""
+    at = _open("app_pages/experiment.py")
+    assert at.selectbox(key="experiment.task_a").value == "boolean_instruction"
+    assert at.selectbox(key="experiment.task_b").value == "boolean_fewshot"
+    _ok(at.radio(key="experiment.source").set_value("Use circuits from the library").run())
+    assert "boolean_instruction" in at.selectbox(key="experiment.circuit_a").value
+    assert "boolean_fewshot" in at.selectbox(key="experiment.circuit_b").value
+    text = _text(at)
+    assert "expected by chance" in text and ("finding holds" in text or "does not hold" in text), text
+    frame = at.dataframe[0].value
+    assert list(frame.index) == ["A (boolean_instruction)", "B (boolean_fewshot)", "intersection", "full model"]
+    assert frame.loc["full model", "boolean_instruction · accuracy"] >= 0
+    labels = [m.label for m in at.metric]
+    assert "Shared / expected by chance" in labels and "p-value (hypergeometric)" in labels
+    _ok(at.selectbox(key="experiment.task_b").set_value("boolean_instruction").run())
+    assert any("two different tasks" in w.value for w in at.warning)
+
+
+def test_experiment_page_prunes_both_styles(app_env, monkeypatch):
+    import engine
+    from engine import budget_spec
+
+    monkeypatch.setattr(budget_spec, "DEFAULT_BUDGET", budget_spec.Budget("kl", 0.5))  # random model: metric < 0
+    monkeypatch.setattr(budget_spec, "DEFAULT_SEARCH", budget_spec.BudgetConfig(
+        engine.PruneConfig(n_steps=8, batch_size=8), refine_steps=4, max_refines=1))
+    at = _open("app_pages/experiment.py")
+    _ok(at.button(key="experiment.run").click().run())
+    job = at.session_state["app.kept"]["experiment.job"]
+    job.wait(120)
+    assert job.error is None and 2 * 8 <= len(job.steps) <= 2 * (8 + 4)  # a refine is skipped below 1 edge
+    _ok(at.run())
+    saved = sorted(p.stem for p in Path(app_env["CIRCUIT_LIBRARY"]).glob("*.safetensors"))
+    assert len(saved) == 2 and "boolean_instruction" in saved[0] + saved[1], saved
+    a, b = job.result[0]
+    assert at.metric[1].value == str(int((a.keep & b.keep).sum()))  # shared edges, counted independently
+    assert at.dataframe[0].value.index[2] == "intersection"

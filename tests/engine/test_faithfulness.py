@@ -14,24 +14,10 @@ from engine.compare import compare_methods, default_runs, format_table, sizes_fr
 from engine.faithfulness import MIB_SIZES, area, curve, edge_counts, random_baseline
 from engine.methods import METHODS, make_config
 from engine.methods.export import load_scores_json, save_scores_json, scores_to_json
-from engine.tasks.base import Example, Task, tokenize
+from engine.tasks.base import Task
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def echo_task(char_tokenizer) -> Task:  # noqa: ANN001
-    """A task the random tiny model does: the answer is the last letter, which its tied embedding and unembedding
-    favour; the corruption changes that letter. (On tiny_task the random model is at chance: f is n/a there.)"""
-    gen = torch.Generator().manual_seed(0)
-    examples = []
-    for _ in range(24):
-        a, b, c, d = (chr(97 + int(x)) for x in torch.randperm(20, generator=gen)[:4])
-        examples.append(Example(f"{b}{c}{a}", f"{b}{c}{d}", a, good=(a,), bad=(d,)))
-    data, problems = tokenize(examples, char_tokenizer, n_ctx=16)
-    assert not problems
-    return Task("echo", "logit_diff", {"train": data, "validation": data, "test": data})
 
 
 def test_area_is_mib_trapezoid() -> None:
