@@ -1,4 +1,9 @@
-"""Background runs (pruning) in a thread: progress, ETA, cooperative cancel, result or error (pure)."""
+"""Background runs (pruning) in server threads that outlive the page: progress in a run record, cancel, result (pure).
+
+The page never talks to a worker for its progress: it reads the run record (explorer/runs.py), which the worker
+rewrites at most every `WRITE_EVERY_S`. The workers of this process are registered here by run id, so any page
+load (a reload, another tab) can cancel them, and `settle` can tell a record whose worker is gone.
+"""
 
 from __future__ import annotations
 
@@ -9,38 +14,53 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .runs import RunStore, step_row
+
 log = logging.getLogger(__name__)
 
 RunFn = Callable[[Callable[[Any], bool]], tuple[Any, Any]]
 """Takes the on_step callback and returns (circuit, log) — e.g. a closure over engine.prune."""
+WRITE_EVERY_S = 1.0  # the record (with the log so far) is rewritten at most this often while a run goes on
+_LIVE: dict[str, PruneJob] = {}  # run id -> the worker running it in this process
+_LOCK = threading.Lock()         # guards _LIVE and a run's final record against `settle`
+APP_NAMES = {"steps": "Steps", "lr_lambdas": "LR Lagrange multipliers", "warmup": "Warm-up steps"}
+"""The Prune form's labels of the settings a miss message names."""
 
 
 class PruneJob:
-    """One pruning run in a daemon thread. The UI polls it; the thread never touches the UI.
+    """One pruning run in a daemon thread. The UI polls its record; the thread never touches the UI.
 
     Args:
         run: calls the algorithm with our on_step callback.
         n_steps: the run's planned steps (for progress and ETA).
-        on_done: called in the thread with (circuit, log) when the run ends without error
-            (e.g. save to the library); its return value is kept as `saved`.
+        on_done: called in the thread with (circuit, log) when the run ends without error; saves the result
+            and returns record fields (e.g. {"circuit": name}); kept as `saved`.
         label: shown in the UI.
         loss: the task's faithfulness loss ("kl", or "mse" for Tracr programs), for the curves' labels.
+        store, record: where the run's record goes (None: no record, e.g. in tests of the thread alone).
     """
 
     def __init__(self, run: RunFn, n_steps: int, on_done: Callable[[Any, Any], Any] | None = None,
-                 label: str = "", loss: str = "kl") -> None:
+                 label: str = "", loss: str = "kl", store: RunStore | None = None, record: dict | None = None) -> None:
         self.n_steps, self.label, self.loss = n_steps, label, loss
         self.steps: list[Any] = []
         self.result: tuple[Any, Any] | None = None
         self.saved: Any = None
         self.error: str | None = None
         self.started_at = 0.0
+        self.store, self.record = store, dict(record or {})
+        self.run_id: str = self.record.get("id", "")
         self._run, self._on_done = run, on_done
         self._cancel = threading.Event()
+        self._next_write = 0.0
+        self._rows: list[dict] = []  # self.steps as record rows, converted once each
         self._thread = threading.Thread(target=self._main, name=f"prune-{label}", daemon=True)
 
     def start(self) -> PruneJob:
         self.started_at = time.monotonic()
+        if self.run_id:
+            with _LOCK:
+                _LIVE[self.run_id] = self
         self._thread.start()
         return self
 
@@ -63,30 +83,65 @@ class PruneJob:
     def wait(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
-    @property
-    def progress(self) -> float:
-        return len(self.steps) / self.n_steps if self.n_steps else 0.0
-
-    @property
-    def eta_s(self) -> float | None:
-        """Seconds left at the mean pace so far; None before the first step."""
-        if not self.steps:
-            return None
-        elapsed = getattr(self.steps[-1], "elapsed_s", time.monotonic() - self.started_at)
-        return elapsed / len(self.steps) * max(0, self.n_steps - len(self.steps))
-
     def _on_step(self, entry: Any) -> bool:
         self.steps.append(entry)
+        if self.store is not None and time.monotonic() >= self._next_write:
+            self._next_write = time.monotonic() + WRITE_EVERY_S
+            if self.store.cancel_asked(self.run_id):  # Cancel pressed in another server process
+                self._cancel.set()
+            self._write("running")
         return self._cancel.is_set()
+
+    def _write(self, state: str, **fields: Any) -> None:
+        last = self.steps[-1] if self.steps else None
+        self._rows.extend(step_row(s) for s in self.steps[len(self._rows):])
+        self.record.update(fields, state=state, steps_done=getattr(last, "step", len(self.steps) - 1) + 1,
+                           elapsed_s=getattr(last, "elapsed_s", 0.0), log=self._rows)
+        try:
+            self.store.write(self.record)
+        except OSError:  # a full disk must not kill the run: the next write may succeed
+            log.exception("could not write the record of run %s", self.run_id)
 
     def _main(self) -> None:
         try:
             self.result = self._run(self._on_step)
             if self._on_done is not None:
-                self.saved = self._on_done(*self.result)
+                self.saved = self._on_done(*self.result)  # the result is saved before anything else is written
         except Exception as e:  # shown to the user; the thread must not die silently
             log.exception("background run %s failed", self.label)
             self.error = f"{type(e).__name__}: {e}"
+        if self.store is None:
+            return
+        fields = dict(self.saved) if isinstance(self.saved, dict) else {}
+        plog = self.result[1] if self.result else None
+        fields["warnings"] = list(getattr(plog, "warnings", []))
+        fields["error"] = self.error or fields.get("error")
+        stopped = bool(getattr(plog, "stopped_early", False)) and self.cancelled
+        state = "failed" if fields["error"] else "cancelled" if stopped else "finished"
+        with _LOCK:
+            self._write(state, **fields)
+            _LIVE.pop(self.run_id, None)
+
+
+def live(run_id: str) -> PruneJob | None:
+    """This process's worker of `run_id`, while it runs."""
+    with _LOCK:
+        return _LIVE.get(run_id)
+
+
+def cancel(store: RunStore, run_id: str) -> None:
+    """Stop a run after its current step, whichever server process runs it."""
+    job = live(run_id)
+    if job is not None:
+        job.cancel()
+    else:
+        store.ask_cancel(run_id)
+
+
+def settle(store: RunStore) -> list[str]:
+    """Mark the records whose worker is gone as interrupted (see RunStore.settle); returns their ids."""
+    with _LOCK:
+        return store.settle(set(_LIVE))
 
 
 def format_eta(seconds: float | None) -> str:
@@ -96,19 +151,55 @@ def format_eta(seconds: float | None) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def prune_job(model: Any, task: Any, cfg: Any, model_name: str, library: Any) -> PruneJob:
-    """Start engine.prune in the background; a finished run is saved to `library` (a cancelled one is not)."""
+def eta_s(record: dict) -> float | None:
+    """Seconds left at the mean pace so far; None before the first step."""
+    done, n = record.get("steps_done") or 0, record.get("n_steps") or 0
+    if not done:
+        return None
+    return record.get("elapsed_s", 0.0) / done * max(0, n - done)
+
+
+def prune_job(model: Any, task: Any, cfg: Any, model_name: str, library: Any, data: str = "") -> PruneJob:
+    """Start engine.prune in the background with a record in `library`'s runs folder. A finished run is saved to
+    the library under a name with the sparsity it reached; a cancelled one is kept in its run folder, offered for
+    saving (not saved silently). `data`: the uploaded file's name, if the task came from one."""
+    from engine.shortfall import advice, floor_sparsity, target_miss  # noqa: PLC0415 - torch-free, but only here
+
     import engine  # noqa: PLC0415 - keeps this module importable without torch for its own tests
 
     model_stem = model_name.rstrip("/").split("/")[-1]
     stem = model_stem if task.name == model_stem else f"{model_stem}-{task.name}"  # Tracr: task named as model
-    name = f"{stem}-s{cfg.edge_sparsity:g}"
+    store = RunStore(library.folder)
+    record = store.create({"state": "running", "stem": stem, "model": model_name, "task": task.name, "data": data,
+                           "settings": cfg.to_dict(), "seed": cfg.seed, "n_steps": cfg.n_steps,
+                           "loss": getattr(task, "loss", "kl"), "target_sparsity": cfg.edge_sparsity})
+    run_id = record["id"]
+    record["label"] = f"{stem} · target {cfg.edge_sparsity:g} · {run_id[9:11]}:{run_id[11:13]}:{run_id[13:15]} " \
+                      f"#{run_id[-4:]}"
+    store.write(record)
 
-    def save(circuit: Any, log: Any) -> Any:
-        if log.stopped_early and job.cancelled:
-            return None  # the user stopped it: offered for saving, not saved silently
-        return library.save(circuit, name, {"prune_log": json.loads(log.to_json()), "prune_config": cfg.to_dict()})
+    def save(circuit: Any, plog: Any) -> dict:
+        last = plog.steps[-1] if plog.steps else None
+        miss = target_miss(cfg.edge_sparsity, circuit.n_edges, circuit.graph.n_edges)
+        text = miss and advice(miss, cfg.n_steps, cfg.lr_lambdas, last.step + 1 if last else 0,
+                               last and last.edge_target, APP_NAMES)
+        fields = {"n_edges": circuit.n_edges, "total_edges": circuit.graph.n_edges,
+                  "reached_sparsity": circuit.sparsity, "miss": text or None}
+        info = {"prune_log": json.loads(plog.to_json()), "prune_config": cfg.to_dict(), "run": run_id,
+                "target_sparsity": cfg.edge_sparsity, "reached_sparsity": circuit.sparsity, "target_miss": text or None}
+        if not (plog.stopped_early and job.cancelled):
+            name = f"{stem}-s{floor_sparsity(circuit.sparsity)}-{run_id[9:]}"
+            try:
+                return {**fields, "circuit": library.save(circuit, name, info).name}
+            except Exception as e:  # the library is unwritable: keep the result in the run's folder instead
+                log.exception("could not save run %s to the library", run_id)
+                fields["error"] = f"could not save to the library ({type(e).__name__}: {e}); the circuit is kept " \
+                                  "in the run's folder"
+        circuit.save(store.run_dir(run_id) / "circuit.safetensors")
+        (store.run_dir(run_id) / "circuit.json").write_text(json.dumps(info, default=str))
+        return {**fields, "circuit_file": "circuit.safetensors"}
 
-    job = PruneJob(lambda on_step: engine.prune(model, task, cfg, on_step=on_step), cfg.n_steps, save, name,
-                   getattr(task, "loss", "kl"))
+    job = PruneJob(lambda on_step: engine.prune(model, task, cfg, on_step=on_step), cfg.n_steps, save,
+                   record["label"], record["loss"], store, record)
     return job.start()
+
