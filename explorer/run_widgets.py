@@ -8,7 +8,6 @@ to them; any run of the library can be attached from the Runs list.
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 URL_KEY = "run"
 FOLLOW_IN_URL = 3  # runs named in the URL: the browser's latest
 POLL_S = 1.0       # live view: how often it reads the record (the worker rewrites it at most every second)
-_FIGURES: dict[str, tuple[int, object]] = {}  # run id -> (steps drawn, figure): redrawn only when steps arrived
+_SPECS: dict[str, tuple[int, dict]] = {}  # run id -> (steps drawn, chart spec): rebuilt only when steps arrived
 _MD = re.compile(r"([\\`*_\[\]|~<>:$])")  # what changes inline markdown (labels are one line, never at its start)
 
 
@@ -88,14 +87,14 @@ def live_progress(run_id: str) -> None:
 
 
 def _chart(record: dict, key: str | None = None) -> None:
-    """The run's loss and sparsity curves, thinned; the figure is rebuilt only when new steps arrived."""
+    """The run's loss and sparsity curves, thinned; the spec is rebuilt only when new steps arrived."""
     from . import charts  # noqa: PLC0415 - plotly stays out of the first render
 
-    done, cached = record.get("steps_done", 0), _FIGURES.get(record["id"])
+    done, cached = record.get("steps_done", 0), _SPECS.get(record["id"])
     if cached is None or cached[0] != done:
-        steps = [SimpleNamespace(**row) for row in runs.thin(record["log"])]
-        cached = _FIGURES[record["id"]] = (done, charts.prune_curves(steps, record.get("loss", "kl")))
-    st.plotly_chart(cached[1], key=key, config=charts.plotly_config())
+        spec = charts.prune_curves_spec(runs.thin(record["log"]), record.get("loss", "kl"))
+        cached = _SPECS[record["id"]] = (done, spec)
+    st.vega_lite_chart(cached[1], key=key)
 
 
 def last_result() -> None:

@@ -145,7 +145,7 @@ def test_reload_reattaches_to_a_running_prune(server):
         page.get_by_text("Step ", exact=False).first.wait_for(timeout=60_000)
         page.reload()
         page.get_by_text("in the background").wait_for(timeout=120_000)
-        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)        # the live curves are back
+        page.locator(".vega-embed").first.wait_for(timeout=60_000)            # the live curves are back
         _shot(page, "reattached")
         page.get_by_role("button", name="Cancel").click()
         page.get_by_text("stopped early").wait_for(timeout=120_000)

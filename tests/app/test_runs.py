@@ -53,7 +53,7 @@ def test_reload_reattaches_to_the_running_run(app_env):
     again = _reload(at)
     assert any("in the background" in i.value for i in again.info), _text(again)
     assert again.button(key=f"prune.cancel.{run_id}")          # Cancel is back
-    assert again.get("plotly_chart")                           # and the live curves
+    assert again.get("vega_lite_chart")                        # and the live curves
     again.button(key=f"prune.cancel.{run_id}").click()
     _ok(again.run())
     _wait_for_job(again)

@@ -182,3 +182,17 @@ def test_prune_job_keeps_the_circuit_when_the_library_cannot_save(tmp_path, tiny
     assert record["state"] == "failed" and "No space left" in record["error"]
     assert (store.run_dir(job.run_id) / record["circuit_file"]).is_file()
     assert lib.entries() == []                                        # run folders are not library circuits
+
+
+def test_live_curves_spec_has_each_series_once_per_thinned_step():
+    from explorer import charts
+
+    rows = [runs.step_row(Step(i, 1.0 / (i + 1), edge_sparsity=i / 2000, edge_target=i / 1000)) for i in range(1000)]
+    spec = charts.prune_curves_spec(runs.thin(rows), "kl")
+    values = spec["data"]["values"]
+    assert len(values) == runs.MAX_POINTS and values[-1]["step"] == 999 and values[-1]["edge target"] == 0.999
+    left, right = spec["hconcat"]
+    assert left["encoding"]["y"]["field"] == "KL" and right["transform"][0]["fold"] == ["edge sparsity", "edge target"]
+    with_nodes = charts.prune_curves_spec([{**rows[0], "node_sparsity": 0.1, "node_target": 0.2}], "mse")
+    assert with_nodes["hconcat"][1]["transform"][0]["fold"][2:] == ["node sparsity", "node target"]
+    assert with_nodes["hconcat"][0]["encoding"]["y"]["field"] == "squared error"
