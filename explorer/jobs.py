@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from .runs import RunStore, step_row
+from .runs import CANCEL_FILE, RunStore, process_token, step_row
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,8 @@ RunFn = Callable[[Callable[[Any], bool]], tuple[Any, Any]]
 WRITE_EVERY_S = 1.0  # the record (with the log so far) is rewritten at most this often while a run goes on
 _LIVE: dict[str, PruneJob] = {}  # run id -> the worker running it in this process
 _LOCK = threading.Lock()         # guards _LIVE and a run's final record against `settle`
+_PROCS: dict[str, subprocess.Popen] = {}  # run id -> the worker process this server started for it
+REPO = Path(__file__).resolve().parents[1]
 APP_NAMES = {"steps": "Steps", "lr_lambdas": "LR Lagrange multipliers", "warmup": "Warm-up steps"}
 """The Prune form's labels of the settings a miss message names."""
 
@@ -141,6 +146,9 @@ def cancel(store: RunStore, run_id: str) -> None:
 def settle(store: RunStore) -> list[str]:
     """Mark the records whose worker is gone as interrupted (see RunStore.settle); returns their ids."""
     with _LOCK:
+        for run_id, proc in list(_PROCS.items()):
+            if proc.poll() is not None:  # ended (and reaped): its record says how
+                _PROCS.pop(run_id)
         return store.settle(set(_LIVE))
 
 
@@ -159,24 +167,33 @@ def eta_s(record: dict) -> float | None:
     return record.get("elapsed_s", 0.0) / done * max(0, n - done)
 
 
-def prune_job(model: Any, task: Any, cfg: Any, model_name: str, library: Any, data: str = "") -> PruneJob:
-    """Start engine.prune in the background with a record in `library`'s runs folder. A finished run is saved to
-    the library under a name with the sparsity it reached; a cancelled one is kept in its run folder, offered for
-    saving (not saved silently). `data`: the uploaded file's name, if the task came from one."""
-    from engine.shortfall import advice, floor_sparsity, target_miss  # noqa: PLC0415 - torch-free, but only here
-
-    import engine  # noqa: PLC0415 - keeps this module importable without torch for its own tests
-
+def new_record(store: RunStore, model_name: str, task_name: str, cfg: Any, data: str = "", loss: str = "kl") -> dict:
+    """Create the record of a run about to start: id, a label a person can tell apart, settings."""
     model_stem = model_name.rstrip("/").split("/")[-1]
-    stem = model_stem if task.name == model_stem else f"{model_stem}-{task.name}"  # Tracr: task named as model
-    store = RunStore(library.folder)
-    record = store.create({"state": "running", "stem": stem, "model": model_name, "task": task.name, "data": data,
-                           "settings": cfg.to_dict(), "seed": cfg.seed, "n_steps": cfg.n_steps,
-                           "loss": getattr(task, "loss", "kl"), "target_sparsity": cfg.edge_sparsity})
+    stem = model_stem if task_name == model_stem else f"{model_stem}-{task_name}"  # Tracr: task named as model
+    record = store.create({"state": "running", "stem": stem, "model": model_name, "task": task_name, "data": data,
+                           "settings": cfg.to_dict(), "seed": cfg.seed, "n_steps": cfg.n_steps, "loss": loss,
+                           "target_sparsity": cfg.edge_sparsity})
     run_id = record["id"]
     record["label"] = f"{stem} · target {cfg.edge_sparsity:g} · {run_id[9:11]}:{run_id[11:13]}:{run_id[13:15]} " \
                       f"#{run_id[-4:]}"
     store.write(record)
+    return record
+
+
+def prune_job(model: Any, task: Any, cfg: Any, model_name: str, library: Any, data: str = "",
+              record: dict | None = None) -> PruneJob:
+    """Start engine.prune in a thread of this process, with a record in `library`'s runs folder (`record`: one
+    made already, e.g. by the server for a worker process). A finished run is saved to the library under a name
+    with the sparsity it reached; a cancelled one is kept in its run folder, offered for saving (not saved
+    silently). `data`: the uploaded file's name, if the task came from one."""
+    from engine.shortfall import advice, floor_sparsity, target_miss  # noqa: PLC0415 - torch-free, but only here
+
+    import engine  # noqa: PLC0415 - keeps this module importable without torch for its own tests
+
+    store = RunStore(library.folder)
+    record = record or new_record(store, model_name, task.name, cfg, data, getattr(task, "loss", "kl"))
+    run_id, stem = record["id"], record["stem"]
 
     def save(circuit: Any, plog: Any) -> dict:
         last = plog.steps[-1] if plog.steps else None
@@ -203,3 +220,46 @@ def prune_job(model: Any, task: Any, cfg: Any, model_name: str, library: Any, da
                    record["label"], record["loss"], store, record)
     return job.start()
 
+
+def spawn_prune(model_name: str, model_source: str, task: dict, cfg: Any, library: Any, data: bytes | None = None,
+                loss: str = "kl") -> str:
+    """Start a run in a worker process (explorer/run_worker.py) and return its id.
+
+    Args:
+        model_source: what engine.load_model reads (hub id or folder); a Tracr program comes in `task`.
+        task: {"kind": "builtin", "name", "n", "seed"} | {"kind": "jsonl", "file"} | {"kind": "tracr", "program",
+            "seed"}; a JSONL's bytes in `data`.
+    """
+    store = RunStore(library.folder)
+    name = f"tracr-{task['program']}" if task["kind"] == "tracr" else \
+        Path(task["file"]).stem if task["kind"] == "jsonl" else task["name"]
+    with _LOCK:  # `settle` must not see the record before the worker's process is in it
+        record = new_record(store, model_name, name, cfg, task.get("file", ""), loss)
+        folder = store.run_dir(record["id"])
+        if data is not None:
+            (folder / "data.jsonl").write_bytes(data)
+        (folder / "request.json").write_text(json.dumps({"model_name": model_name, "model_source": model_source,
+                                                         "task": task, "cfg": cfg.to_dict(),
+                                                         "library": str(library.folder)}))
+        with open(folder / "worker.log", "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "explorer.run_worker", str(folder)], cwd=REPO,
+                                    stdout=out, stderr=subprocess.STDOUT)
+        _PROCS[record["id"]] = proc
+        store.write({**record, "process": process_token(proc.pid)})
+    return record["id"]
+
+
+def stop_all(timeout: float = 30) -> None:
+    """Cancel every run this process started (threads and worker processes) and wait for them (tests)."""
+    for job in list(_LIVE.values()):
+        job.cancel()
+        job.wait(timeout)
+    for run_id, proc in list(_PROCS.items()):
+        if proc.poll() is None:
+            (Path(proc.args[-1]) / CANCEL_FILE).touch()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        _PROCS.pop(run_id, None)

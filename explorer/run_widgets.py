@@ -7,6 +7,7 @@ to them; any run of the library can be attached from the Runs list.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from engine import MaskedTransformer, PruneConfig, Task
 
 URL_KEY = "run"
+ENV_RUN_IN = "CIRCUIT_EXPLORER_RUN_IN"
+"""`process` or `thread`: where runs go (default: a worker process for small models, a thread for large ones)."""
 FOLLOW_IN_URL = 3  # runs named in the URL: the browser's latest
 POLL_S = 1.0       # live view: how often it reads the record (the worker rewrites it at most every second)
 _SPECS: dict[str, tuple[int, dict]] = {}  # run id -> (steps drawn, chart spec): rebuilt only when steps arrived
@@ -60,12 +63,24 @@ def followed(running: bool) -> list[dict]:
 
 
 def start(model: MaskedTransformer, task: Task, cfg: PruneConfig, model_name: str) -> str:
-    """Start a run in the background, follow it, and return its id."""
+    """Start a run in the background, follow it, and return its id. A small model's run goes to a worker process
+    (a watching page then costs it no interpreter lock); a large one's to a thread, which shares the loaded weights."""
+    from engine.runtime import is_small_model  # noqa: PLC0415 - torch is loaded by now (the model is)
+
     sess = state.session()
-    upload = sess.data_upload[0] if state.get("prune.source") == "Upload JSONL" and sess.data_upload else ""
-    job = jobs.prune_job(model, task, cfg, model_name, resources.library(), data=upload)
-    follow(job.run_id)
-    return job.run_id
+    upload = sess.data_upload if state.get("prune.source") == "Upload JSONL" and sess.data_upload else None
+    where = os.environ.get(ENV_RUN_IN, "")
+    if where == "process" or (where != "thread" and is_small_model(model.cfg)):
+        program = resources.tracr_program(model_name)
+        spec = {"kind": "tracr", "program": program, "seed": 0} if program else \
+            {"kind": "jsonl", "file": upload[0]} if upload else \
+            {"kind": "builtin", "name": task.name, "n": resources.N_EXAMPLES, "seed": 0}
+        run_id = jobs.spawn_prune(model_name, resources.model_choices().get(model_name, model_name), spec, cfg,
+                                  resources.library(), upload[1] if upload else None, task.loss)
+    else:
+        run_id = jobs.prune_job(model, task, cfg, model_name, resources.library(), upload[0] if upload else "").run_id
+    follow(run_id)
+    return run_id
 
 
 @st.fragment(run_every=POLL_S)

@@ -166,7 +166,13 @@ class RunStore:
             if record.get("state") != "running" or record["id"] in live:
                 continue
             if record.get("process") == mine or not process_alive(str(record.get("process", ""))):
-                self.write({**record, "state": "interrupted", "error": "its server process stopped after step "
+                try:  # read afresh: a worker process may have written its final state just before it ended
+                    record = json.loads((self.run_dir(record["id"]) / "run.json").read_text())
+                except (OSError, json.JSONDecodeError):
+                    continue
+                if record.get("state") != "running":
+                    continue
+                self.write({**record, "state": "interrupted", "error": "its process stopped after step "
                             f"{record.get('steps_done', 0)} of {record.get('n_steps', '?')}"})
                 marked.append(record["id"])
         return marked

@@ -8,6 +8,7 @@ FORBIDDEN = {
     "engine": {"streamlit", "plotly", "pyvis", "networkx", "explorer", "pages", "app_pages"},
     "explorer/graph_view.py": {"streamlit"}, "explorer/pyvis_html.py": {"streamlit"},
     "explorer/charts.py": {"streamlit"}, "explorer/theme.py": {"streamlit"}, "explorer/memory_note.py": {"streamlit"},
+    "explorer/runs.py": {"streamlit"}, "explorer/jobs.py": {"streamlit"}, "explorer/run_worker.py": {"streamlit"},
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -18,9 +19,7 @@ from .test_pages import _app, _ok, _record, _text, _wait_for_job
 def _stop_runs_after():
     """A test's background runs must not go on using the CPU after it."""
     yield
-    for job in list(jobs._LIVE.values()):
-        job.cancel()
-        job.wait(30)
+    jobs.stop_all()
 
 
 def _store() -> RunStore:
@@ -34,7 +33,7 @@ def _start_long_run(at) -> str:  # noqa: ANN001
     run_id = at.session_state["session"].runs[-1]
     t0 = time.time()
     while not (_store().read(run_id) or {}).get("steps_done"):
-        assert time.time() - t0 < 30, "the run wrote no progress"
+        assert time.time() - t0 < 90, "the run wrote no progress"
         time.sleep(0.1)
     return run_id
 
@@ -110,3 +109,23 @@ def test_a_run_short_of_its_target_says_so(app_env):
     assert "LR Lagrange multipliers" in warning
     assert record["circuit"].startswith(f"tiny-ioi-s{floor_sparsity(record['reached_sparsity'])}-")
     assert "-s0.95-" not in record["circuit"]
+
+
+def test_uploaded_data_prunes_in_a_worker_process(app_env):
+    """A small model's run goes to a worker process that reads the upload from the run's folder."""
+    at = _ok(_app().run())
+    at.radio(key="prune.source").set_value("Upload JSONL")
+    _ok(at.run())
+    good = "\n".join(json.dumps({"clean": f"{a} and {b} is<predict> {a}</predict>",
+                                   "corrupted": f"{b} and {a} is<predict> {b}</predict>"})
+                      for a, b in [("True", "False"), ("False", "True")] * 4).encode()
+    at.file_uploader(key="prune.upload").set_value(("mine.jsonl", good, "application/json"))
+    _ok(at.run())
+    at.number_input(key="prune.tiny.steps").set_value(2)
+    _ok(at.button(key="prune.run").click().run())
+    _wait_for_job(at)
+    record = _record(at)
+    assert record["state"] == "finished" and record["task"] == "mine" and record["data"] == "mine.jsonl", record
+    assert record["process"].split(":")[1] != str(os.getpid())             # not a thread of this process
+    assert (_store().run_dir(record["id"]) / "data.jsonl").read_bytes() == good
+    assert record["circuit"].startswith("tiny-mine-s")

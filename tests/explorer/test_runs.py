@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -196,3 +197,29 @@ def test_live_curves_spec_has_each_series_once_per_thinned_step():
     with_nodes = charts.prune_curves_spec([{**rows[0], "node_sparsity": 0.1, "node_target": 0.2}], "mse")
     assert with_nodes["hconcat"][1]["transform"][0]["fold"][2:] == ["node sparsity", "node target"]
     assert with_nodes["hconcat"][0]["encoding"]["y"]["field"] == "squared error"
+
+
+def test_worker_process_runs_and_a_killed_one_is_interrupted(tmp_path):
+    """A run in a worker process writes its record; when the process dies mid-run, settle marks it interrupted."""
+    import signal
+    import time
+
+    lib = Library(tmp_path / "lib", tmp_path / "none")
+    store = runs.RunStore(lib.folder)
+    cfg = PruneConfig(n_steps=100_000, batch_size=4)
+    run_id = jobs.spawn_prune("tracr-xproportion", "", {"kind": "tracr", "program": "xproportion", "seed": 0}, cfg, lib)
+    try:
+        t0 = time.time()
+        while not (store.read(run_id) or {}).get("steps_done"):
+            assert time.time() - t0 < 120, (store.run_dir(run_id) / "worker.log").read_text()
+            time.sleep(0.2)
+        record = store.read(run_id)
+        assert record["state"] == "running" and record["task"] == "tracr-xproportion"
+        assert jobs.settle(store) == []                             # its process is alive
+        pid = int(record["process"].split(":")[1])
+        assert pid != os.getpid()
+        os.kill(pid, signal.SIGKILL)
+        jobs._PROCS[run_id].wait(30)
+    finally:
+        jobs.stop_all()
+    assert jobs.settle(store) == [run_id] and store.read(run_id)["state"] == "interrupted"
