@@ -22,7 +22,8 @@ URL_KEY = "run"
 ENV_RUN_IN = "CIRCUIT_EXPLORER_RUN_IN"
 """`process` or `thread`: where runs go (default: a worker process for small models, a thread for large ones)."""
 FOLLOW_IN_URL = 3  # runs named in the URL: the browser's latest
-POLL_S = 1.0       # live view: how often it reads the record (the worker rewrites it at most every second)
+POLL_S = 2.0       # live view: how often it reads the record (the worker rewrites it at most every second)
+CHART_S = 5.0      # ... and how often it redraws the curves (only when steps arrived)
 _SPECS: dict[str, tuple[int, dict]] = {}  # run id -> (steps drawn, chart spec): rebuilt only when steps arrived
 _MD = re.compile(r"([\\`*_\[\]|~<>:$])")  # what changes inline markdown (labels are one line, never at its start)
 
@@ -83,8 +84,14 @@ def start(model: MaskedTransformer, task: Task, cfg: PruneConfig, model_name: st
     return run_id
 
 
-@st.fragment(run_every=POLL_S)
 def live_progress(run_id: str) -> None:
+    """A running run: progress, ETA and Cancel every POLL_S, curves every CHART_S (both read its record)."""
+    _progress(run_id)
+    _curves(run_id)
+
+
+@st.fragment(run_every=POLL_S)
+def _progress(run_id: str) -> None:
     """Progress, ETA, Cancel and live curves of a running run, from its record; reruns the page when it ends."""
     record = store().read(run_id)
     if record is None or record["state"] != "running":
@@ -97,7 +104,13 @@ def live_progress(run_id: str) -> None:
     if st.button("Cancel", key=f"prune.cancel.{run_id}", disabled=asked):
         jobs.cancel(store(), run_id)
         st.toast("Stopping after the current step…")
-    if record.get("log"):
+
+
+@st.fragment(run_every=CHART_S)
+def _curves(run_id: str) -> None:
+    """The running run's curves: a redraw costs the browser more than the progress line, so less often."""
+    record = store().read(run_id)
+    if record is not None and record.get("log"):
         _chart(record, key=f"prune.live.{run_id}")
 
 

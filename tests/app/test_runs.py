@@ -111,8 +111,9 @@ def test_a_run_short_of_its_target_says_so(app_env):
     assert "-s0.95-" not in record["circuit"]
 
 
-def test_uploaded_data_prunes_in_a_worker_process(app_env):
+def test_uploaded_data_prunes_in_a_worker_process(app_env, monkeypatch):
     """A small model's run goes to a worker process that reads the upload from the run's folder."""
+    monkeypatch.delenv("CIRCUIT_EXPLORER_RUN_IN")             # the app's default: a process for a small model
     at = _ok(_app().run())
     at.radio(key="prune.source").set_value("Upload JSONL")
     _ok(at.run())
