@@ -68,17 +68,23 @@ def start(model: MaskedTransformer, task: Task, cfg: PruneConfig, model_name: st
     (a watching page then costs it no interpreter lock); a large one's to a thread, which shares the loaded weights."""
     from engine.runtime import is_small_model  # noqa: PLC0415 - torch is loaded by now (the model is)
 
+    from .prune_widgets import chosen_graph  # noqa: PLC0415 - the form's Graph control
+
     sess = state.session()
     upload = sess.data_upload if state.get("prune.source") == "Upload JSONL" and sess.data_upload else None
+    split = chosen_graph(model_name) == "split"  # the same tokenizer and task serve both graphs
     where = os.environ.get(ENV_RUN_IN, "")
     if where == "process" or (where != "thread" and is_small_model(model.cfg)):
         program = resources.tracr_program(model_name)
         spec = {"kind": "tracr", "program": program, "seed": 0} if program else \
             {"kind": "jsonl", "file": upload[0]} if upload else \
             {"kind": "builtin", "name": task.name, "n": resources.N_EXAMPLES, "seed": 0}
-        run_id = jobs.spawn_prune(model_name, resources.model_choices().get(model_name, model_name), spec, cfg,
-                                  resources.library(), upload[1] if upload else None, task.loss)
+        run_id = jobs.spawn_prune(model_name, resources.model_choices().get(model_name, model_name),
+                                  {**spec, "split": split}, cfg, resources.library(), upload[1] if upload else None,
+                                  task.loss)
     else:
+        if split and not model.graph.split_embeddings:
+            model = resources.get_model(model_name, split=True)
         run_id = jobs.prune_job(model, task, cfg, model_name, resources.library(), upload[0] if upload else "").run_id
     follow(run_id)
     return run_id

@@ -24,11 +24,11 @@ def _model_and_task(req: dict):  # noqa: ANN202
 
     import engine  # noqa: PLC0415
 
-    task = req["task"]
+    task, split = req["task"], bool(req["task"].get("split"))  # split: separate token and position writers
     if task["kind"] == "tracr":
-        model = engine.tracr.load_tracr_model(task["program"])[0]
+        model = engine.tracr.load_tracr_model(task["program"], split_embeddings=split)[0]
     else:
-        model = engine.load_model(req["model_source"], device=None)
+        model = engine.load_model(req["model_source"], device=None, split_embeddings=split)
     model = model.eval().requires_grad_(False)
     if "OMP_NUM_THREADS" not in os.environ and engine.runtime.is_small_model(model.cfg):
         torch.set_num_threads(1)  # as the app's own threads (explorer.resources._tune_threads)

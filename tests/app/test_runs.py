@@ -123,10 +123,14 @@ def test_uploaded_data_prunes_in_a_worker_process(app_env, monkeypatch):
     at.file_uploader(key="prune.upload").set_value(("mine.jsonl", good, "application/json"))
     _ok(at.run())
     at.number_input(key="prune.tiny.steps").set_value(2)
+    at.selectbox(key="prune.tiny.graph").set_value("split")   # the worker loads the graph the form chose
     _ok(at.button(key="prune.run").click().run())
     _wait_for_job(at)
     record = _record(at)
-    assert record["state"] == "finished" and record["task"] == "mine" and record["data"] == "mine.jsonl", record
+    assert RunStore(os.environ["CIRCUIT_LIBRARY"]).read(record["id"]) and record["state"] == "finished", record
+    from explorer.library import Library
+    assert Library().load(record["circuit"]).graph.split_embeddings
+    assert record["task"] == "mine" and record["data"] == "mine.jsonl", record
     assert record["process"].split(":")[1] != str(os.getpid())             # not a thread of this process
     assert (_store().run_dir(record["id"]) / "data.jsonl").read_bytes() == good
     assert record["circuit"].startswith("tiny-mine-s")
