@@ -1,8 +1,8 @@
-"""Prune page: model + task + hyper-parameters; a background run with live curves and cancel."""
+"""Prune page: model + task + hyper-parameters; background runs with live curves and cancel, and the Runs list."""
 
 import streamlit as st
 
-from explorer import jobs, prune_widgets, resources, state, widgets
+from explorer import prune_widgets, run_widgets, widgets
 
 widgets.require_frame()
 st.title("Prune: find a circuit with Edge Pruning")
@@ -17,17 +17,14 @@ with st.container(border=True):  # drawn first, so the page is usable while the 
     estimate = st.empty()
     pressed = st.button("Prune", type="primary", key="prune.run")
 
-sess = state.session()
-job = sess.job
-running = job is not None and job.running
+running = run_widgets.followed(running=True)  # this browser's runs, found again after a reload
 with head:
     model = widgets.require_model(model_name)
     g = model.graph
     st.markdown(f"**{model_name}** · {g.n_layers} layers × {g.n_heads} heads · **{g.n_edges:,} edges** · "
                 f"device `{model.device}`")
-    if running:
-        st.info(f"Pruning **{job.label}** in the background — you can use the other pages meanwhile.")
-        prune_widgets.prune_progress()
+    for record in running:
+        run_widgets.live_progress(record["id"])
     task = widgets.task_picker(model_name, "prune")
     if task is not None:
         sizes = {k: len(v) for k, v in task.splits.items()}
@@ -40,32 +37,8 @@ if pressed:
     elif task is None:
         st.error("Choose a task (or fix the uploaded data) first.")
     elif cfg is not None:
-        sess.job = prune_widgets.start_prune(model, task, cfg, model_name, budget)
+        run_widgets.start(model, task, cfg, model_name, budget)
         st.rerun()
 
-if job is not None and job.done:
-    st.subheader(f"Last run: {job.label}")
-    if job.error:
-        st.error(f"The run failed: {job.error}")
-    elif job.result is not None:
-        circuit, log = job.result
-        for w in log.warnings:
-            st.warning(w)
-        how = "stopped early" if log.stopped_early else "finished"
-        st.success(f"Run {how} after {len(log.steps)} steps in {jobs.format_eta(log.elapsed_s)}: "
-                   f"**{circuit.n_edges:,} edges** kept ({circuit.sparsity:.2%} sparsity).")
-        prune_widgets.run_outcome(job, circuit)
-        if job.saved is not None:
-            sess.circuit_name = f"lib:{job.saved.name}"
-            st.write(f"Saved to the library as **{job.saved.name}** (`{job.saved.path}`).")
-        else:
-            sess.unsaved[job.label] = circuit
-            sess.circuit_name = f"new:{job.label}"
-            if st.button("Save this result to the library"):
-                entry = resources.library().save(circuit, job.label, {"stopped_early": True})
-                sess.unsaved.pop(job.label, None)
-                sess.circuit_name = f"lib:{entry.name}"
-                st.success(f"Saved as **{entry.name}**.")
-        st.page_link("app_pages/circuit.py", label="Open it in the Circuit page", icon=":material/account_tree:")
-        if log.steps:
-            prune_widgets.prune_chart(log.steps, job.loss)
+run_widgets.last_result()
+run_widgets.runs_list()

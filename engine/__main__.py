@@ -17,6 +17,7 @@ from .prune import check_task
 from .compare_cli import add_compare_parser
 from . import distributed
 from .runtime import idle_cores, is_small_model
+from .shortfall import advice, target_miss
 from .graph import count_edges
 from .methods.warmstart import INITS
 from .scale_cli import (add_graph_arg, add_memory_args, add_prune_args, load_for_prune, memory_table, model_config,
@@ -116,7 +117,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     (out / "circuit.json").write_text(json.dumps({**circuit.meta, "eval_validation": result.to_dict()}, indent=1))
     for w in log.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"edges kept {circuit.n_edges} / {circuit.graph.n_edges} (sparsity {circuit.sparsity:.4f}); "
+    print(f"edges kept {circuit.n_edges} / {circuit.graph.n_edges} (sparsity {circuit.sparsity:.4f}, target "
+          f"{cfg.edge_sparsity:g}); "
           f"validation KL {result.kl:.4f}, {result.metric_name} {result.metric:.3f} (model {result.full_metric:.3f}), "
           f"accuracy {result.accuracy:.3f} (model {result.full_accuracy:.3f}); {log.elapsed_s:.1f} s")
     if search is not None:
@@ -126,6 +128,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         print(f"warning: {note}", file=sys.stderr)
     print(f"wrote {out / 'circuit.safetensors'}, edges.json, circuit.json, log.json"
           + (", checkpoint.safetensors" if search is None else ""))
+    if search is None and (miss := target_miss(cfg.edge_sparsity, circuit.n_edges, circuit.graph.n_edges)) is not None:
+        last = log.steps[-1] if log.steps else None  # resumed runs log only their own steps: count from .step
+        text = advice(miss, cfg.n_steps, cfg.lr_lambdas, last.step + 1 if last else 0, last and last.edge_target)
+        print(f"warning: {text}", file=sys.stderr)
     return 0
 
 

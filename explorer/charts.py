@@ -60,6 +60,43 @@ def prune_curves(steps: Sequence[Any], loss: str = "kl") -> go.Figure:
     return _layout(fig, "")
 
 
+def prune_curves_spec(rows: Sequence[dict], loss: str = "kl") -> dict:
+    """Vega-Lite: the faithfulness loss (left) and edge / node sparsity with their dashed targets (right).
+
+    The Prune page's live view: a spec of a few hundred points costs the server ~1 ms and the browser a
+    redraw of two small SVG panels, where the plotly figure (prune_curves) cost ~100 ms to build and a heavy
+    redraw, every second, on the cores the run needs (bench/watch_cost.py).
+
+    Args:
+        rows: StepLog fields as dicts (explorer.runs.step_row), already thinned.
+        loss: the task's loss name, for the labels.
+
+    Returns:
+        A spec with two panels: one line (the loss) and one line per sparsity series.
+    """
+    name, title = LOSS_TITLES.get(loss, (loss, f"{loss} to the full model"))
+    series = [("edge sparsity", "edge_sparsity"), ("edge target", "edge_target")]
+    if any(r.get("node_sparsity") is not None for r in rows):
+        series += [("node sparsity", "node_sparsity"), ("node target", "node_target")]
+    values = [{"step": r["step"], name: r["kl"], **{label: r.get(key) for label, key in series}} for r in rows]
+    x = {"field": "step", "type": "quantitative", "title": "step"}
+    left = {"title": title, "width": 320, "height": 220, "mark": {"type": "line", "color": theme.CHART_COLORS["kl"]},
+            "encoding": {"x": x, "y": {"field": name, "type": "quantitative", "title": name},
+                         "tooltip": [{"field": "step"}, {"field": name, "format": ".4f"}]}}
+    labels, colors = [label for label, _ in series], [theme.CHART_COLORS[k] for _, k in series]
+    right = {"title": "sparsity", "width": 320, "height": 220, "mark": {"type": "line"},
+             "transform": [{"fold": labels, "as": ["series", "value"]}],
+             "encoding": {"x": x, "y": {"field": "value", "type": "quantitative", "title": "share removed"},
+                          "color": {"field": "series", "type": "nominal", "sort": labels,
+                                    "legend": {"orient": "bottom"}, "scale": {"domain": labels, "range": colors}},
+                          "strokeDash": {"field": "series", "type": "nominal", "sort": labels, "legend": None,
+                                         "scale": {"domain": labels,
+                                                   "range": [[4, 4] if "target" in k else [1, 0] for _, k in series]}},
+                          "tooltip": [{"field": "step"}, {"field": "series"}, {"field": "value", "format": ".4f"}]}}
+    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "data": {"values": values},
+            "hconcat": [left, right]}
+
+
 def faithfulness_spec(points: Sequence[Any], current: Any | None = None, full_metric: float | None = None) -> dict:
     """Vega-Lite: KL and the task metric against circuit size (log x), the current threshold marked.
 

@@ -15,6 +15,8 @@ from safetensors import safe_open
 
 import engine
 
+from .runs import RUNS_DIR
+
 if TYPE_CHECKING:
     from engine import Circuit
 
@@ -90,7 +92,8 @@ class Library:
     def _scan(self, folder: Path, read_only: bool) -> list[Entry]:
         if not folder.is_dir():
             return []
-        files = [p for p in folder.rglob("*.safetensors") if p.stat().st_size > 0 and not p.name.startswith(".")]
+        files = [p for p in folder.rglob("*.safetensors") if p.stat().st_size > 0 and not p.name.startswith(".")
+                 and (read_only or p.relative_to(folder).parts[0] != RUNS_DIR)]  # runs/: records, unsaved results
         files.sort(key=lambda p: p.stat().st_mtime, reverse=not read_only)
         if read_only:
             files.sort(key=lambda p: str(p.relative_to(folder)))

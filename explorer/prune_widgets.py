@@ -1,4 +1,4 @@
-"""Streamlit blocks of the Prune page: the hyper-parameter form, the memory estimate, the background run's progress.
+"""Streamlit blocks of the Prune page: the hyper-parameter form and the memory estimate (runs: run_widgets.py).
 
 Torch and plotly load on first use: the Prune page draws its title and form before the model (and torch) have loaded.
 """
@@ -12,7 +12,7 @@ import streamlit as st
 
 from engine.budget_spec import DEFAULT_BUDGET, DEFAULT_SEARCH, Budget
 
-from . import jobs, resources, state
+from . import resources, state
 
 if TYPE_CHECKING:
     from streamlit.delta_generator import DeltaGenerator
@@ -128,51 +128,3 @@ def budget_choice(model_name: str, key: str = "prune") -> Budget | None:
     except ValueError as e:
         st.error(f"Impossible budget: {e}")
         return None
-
-
-# ---- background pruning ----
-def start_prune(model: MaskedTransformer, task: Task, cfg: PruneConfig, model_name: str,
-                budget: Budget | None = None) -> jobs.PruneJob:
-    """Runs on the graph chosen in the form (the same tokenizer and task serve both graphs)."""
-    if chosen_graph(model_name) == "split" and not model.graph.split_embeddings:
-        model = resources.get_model(model_name, split=True)
-    return jobs.prune_job(model, task, cfg, model_name, resources.library(), budget=budget)
-
-
-def run_outcome(job: jobs.PruneJob, circuit: object) -> None:
-    """After a run: says when the circuit is unfaithful (and what to change), and plots a budget search's frontier."""
-    if getattr(job, "note", None):
-        st.warning(job.note)
-    import engine.budget_spec  # noqa: PLC0415
-
-    record = engine.budget_spec.frontier_record(circuit)
-    if record is not None:
-        from . import charts, frontier  # noqa: PLC0415 - plotly loads after the first page
-
-        st.plotly_chart(frontier.frontier_figure(record, getattr(job, "metric", "metric")),
-                        key="prune.frontier", config=charts.plotly_config())
-
-
-@st.fragment(run_every=0.7)
-def prune_progress() -> None:
-    """Live progress of the session's run; reruns the whole page once the run ends."""
-    job = state.session().job
-    if job is None:
-        return
-    if not job.running:
-        st.rerun()
-    step = len(job.steps)
-    st.progress(min(1.0, job.progress), text=f"Step {step} / {job.n_steps} · ETA {jobs.format_eta(job.eta_s)}")
-    if st.button("Cancel", key="prune.cancel", disabled=job.cancelled):
-        job.cancel()
-        st.toast("Stopping after the current step…")
-    if job.steps:
-        prune_chart(list(job.steps), job.loss, key="prune.live")
-
-
-def prune_chart(steps: list, loss: str = "kl", key: str | None = None) -> None:
-    """Loss and sparsity curves of a run (the charts module loads here, after the first page)."""
-    from . import charts  # noqa: PLC0415 - torch stays out of the first render
-
-    st.plotly_chart(charts.prune_curves(steps, loss), key=key, config=charts.plotly_config())
-

@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from .jobs import PruneJob
-
 if TYPE_CHECKING:
     from engine import Circuit
 
@@ -28,7 +26,8 @@ KEPT = "app.kept"  # copies of widget values that must outlive a page switch (se
 class Session:
     """Everything this browser session produced. Widget values live under their own keys."""
 
-    job: PruneJob | None = None                # the current (or last) background pruning run
+    runs: list[str] = field(default_factory=list)  # ids of the pruning runs this browser follows (oldest first;
+                                                   # the URL's ?run= carries the last few across a reload)
     circuit_name: str | None = None            # library entry the Circuit page shows
     uploaded: dict[str, Circuit] = field(default_factory=dict)  # circuits opened from files, by name
     data_upload: tuple[str, bytes] | None = None  # the last JSONL uploaded on the Prune page (name, bytes):

@@ -37,7 +37,8 @@ def tiny_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture()
 def app_env(tiny_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env = {**tiny_env, "CIRCUIT_LIBRARY": str(tmp_path / "library")}
+    # runs in server threads: a worker process per run costs a torch import (tests/app/test_runs.py has one)
+    env = {**tiny_env, "CIRCUIT_LIBRARY": str(tmp_path / "library"), "CIRCUIT_EXPLORER_RUN_IN": "thread"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env

@@ -122,3 +122,35 @@ def test_prune_threshold_compare(server):
         _shot(page, "compare")
         assert page.locator('[data-testid="stException"]').count() == 0
         browser.close()
+
+
+def test_reload_reattaches_to_a_running_prune(server):
+    """A reload loses the Streamlit session; the run goes on in the server, and the page finds it again
+    (progress, Cancel, live curves) through the ?run= in its URL."""
+    url, _ = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        for _ in range(120):
+            try:
+                page.goto(url)
+                break
+            except Exception:
+                time.sleep(0.5)
+        page.get_by_role("heading", name="Prune: find a circuit").wait_for(timeout=120_000)
+        page.get_by_label("Steps", exact=True).fill("20000")
+        page.get_by_role("button", name="Prune").click()
+        page.get_by_text("in the background").wait_for(timeout=120_000)
+        page.wait_for_url("**?run=*", timeout=30_000)
+        page.get_by_text("Step ", exact=False).first.wait_for(timeout=60_000)
+        page.reload()
+        page.get_by_text("in the background").wait_for(timeout=120_000)
+        page.locator(".vega-embed").first.wait_for(timeout=60_000)            # the live curves are back
+        _shot(page, "reattached")
+        page.get_by_role("button", name="Cancel").click()
+        page.get_by_text("stopped early").wait_for(timeout=120_000)
+        assert page.get_by_role("button", name="Save this result to the library").count() == 1
+        page.get_by_text("Runs in this library (1)").click()
+        page.locator('td:has-text("cancelled")').first.wait_for(state="attached", timeout=30_000)  # the grid's cell
+        assert page.locator('[data-testid="stException"]').count() == 0
+        browser.close()

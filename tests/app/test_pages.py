@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
+
+from explorer.runs import RunStore
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = ["app_pages/circuit.py", "app_pages/compare.py", "app_pages/prompts.py", "app_pages/learn.py"]
@@ -42,9 +45,14 @@ def test_every_page_renders(app_env):
     assert not at.error, [e.value for e in at.error]
 
 
+def _record(at: AppTest) -> dict:
+    """The record of the run this session started last (what the page itself reads)."""
+    return RunStore(os.environ["CIRCUIT_LIBRARY"]).read(at.session_state["session"].runs[-1])
+
+
 def _wait_for_job(at: AppTest, timeout: float = 60) -> None:
     t0 = time.time()
-    while at.session_state["session"].job.running:
+    while _record(at)["state"] == "running":
         assert time.time() - t0 < timeout, "pruning did not finish"
         time.sleep(0.3)
     _ok(at.run())
@@ -71,15 +79,15 @@ def test_cancel_stops_cleanly_and_saves_nothing(app_env):
     at.number_input(key="prune.tiny.steps").set_value(5000)
     at.number_input(key="prune.tiny.batch").set_value(4)
     _ok(at.button(key="prune.run").click().run())
-    job = at.session_state["session"].job
+    run_id = at.session_state["session"].runs[-1]
     t0 = time.time()
-    while not job.steps and time.time() - t0 < 30:
+    while not _record(at).get("steps_done") and time.time() - t0 < 60:
         time.sleep(0.1)
     _ok(at.run())
-    at.button(key="prune.cancel").click()
+    at.button(key=f"prune.cancel.{run_id}").click()
     _ok(at.run())
     _wait_for_job(at)
-    assert job.cancelled and len(job.steps) < 5000
+    assert _record(at)["state"] == "cancelled" and _record(at)["steps_done"] < 5000
     assert not list(Path(app_env["CIRCUIT_LIBRARY"]).glob("*.safetensors"))
     assert "stopped early" in _text(at)
     assert any(b.label == "Save this result to the library" for b in at.button)
