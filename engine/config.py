@@ -32,6 +32,8 @@ class ModelConfig:
     attn_scale: float | None = None  # None = 1/sqrt(d_head)
     split_embeddings: bool = False   # graph writers `tok` and `pos` instead of one `input` (learned positions only)
     architecture: str = "gpt2"     # family name, for display and for the weight converter
+    key_pad_id: int | None = None  # keys at tokens with this id are masked out of attention, as tracr's compiled
+    #                                model masks its pad token (tokens != pad_token); None = no key mask
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx"):
@@ -51,7 +53,10 @@ class ModelConfig:
         return self.d_vocab_out or self.d_vocab
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["key_pad_id"] is None:   # added later: left out when unset, so older models keep their config hash
+            del out["key_pad_id"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:

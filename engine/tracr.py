@@ -99,9 +99,11 @@ def convert_tracr_params(assembled: Any) -> tuple[ModelConfig, dict[str, Tensor]
     w_e, w_pos = _np(p["token_embed"]["embeddings"]), _np(p["pos_embed"]["embeddings"])
     d, h, dh, dm = w_e.shape[1], tc.num_heads, tc.key_size, tc.mlp_hidden_size
     w_u = _unembedding(assembled, d)
+    pad = assembled.input_encoder.encoding_map[assembled.input_encoder.pad_token]
     cfg = ModelConfig(n_layers=tc.num_layers, n_heads=h, d_model=d, d_head=dh, d_mlp=dm, d_vocab=w_e.shape[0],
                       n_ctx=w_pos.shape[0], d_vocab_out=w_u.shape[1], norm="none", positions="learned",
-                      mlp="relu", is_causal=bool(tc.causal), attn_scale=1.0 / math.sqrt(dh), architecture="tracr")
+                      mlp="relu", is_causal=bool(tc.causal), attn_scale=1.0 / math.sqrt(dh), architecture="tracr",
+                      key_pad_id=pad)
     sd = {"W_E": w_e, "W_pos": w_pos, "lnf_w": torch.ones(d), "lnf_b": torch.zeros(d),
           "W_U": w_u, "b_U": torch.zeros(w_u.shape[1])}
     for layer in range(cfg.n_layers):
@@ -192,8 +194,9 @@ def load_tracr_model(name: str, split_embeddings: bool = False) -> tuple[MaskedT
     if name not in models:
         raise KeyError(f"unknown tracr program {name!r}; choose from {sorted(models)}")
     info = json.loads((models[name] / "config.json").read_text())
-    cfg = ModelConfig.from_dict({**info["model_config"], "split_embeddings": split_embeddings})
     vocab = TracrVocab(tuple(info["vocab"]), tuple(info["labels"]), info["bos"], info["pad"])
+    cfg = ModelConfig.from_dict({**info["model_config"], "split_embeddings": split_embeddings,
+                                 "key_pad_id": vocab.pad_id})   # pad keys masked, as tracr's model can
     model = _finish(build(cfg, load_file(str(models[name] / "model.safetensors"))), vocab, f"tracr-{name}")
     return model, info
 
