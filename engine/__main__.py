@@ -13,6 +13,7 @@ import torch
 from . import (Circuit, PruneConfig, embedded_models, evaluate, get_task, load_jsonl_task, load_model, prune)
 from .prune import check_task
 from .compare_cli import add_compare_parser
+from .mib_cli import add_mib_parsers
 from . import distributed
 from .runtime import idle_cores, is_small_model
 from .graph import count_edges
@@ -219,6 +220,7 @@ def parser() -> argparse.ArgumentParser:
     add_memory_args(p)
     p.set_defaults(func=cmd_info)
     add_compare_parser(sub, _common, _task)
+    add_mib_parsers(sub, _common, _task)
     return ap
 
 
