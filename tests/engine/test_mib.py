@@ -13,7 +13,7 @@ import engine
 from engine.__main__ import main
 from engine.circuit import Circuit
 from engine.graph import EdgeGraph
-from engine.mib import MIB_SIZES, areas, folder_name, from_mib, mib_score, read_mib, to_mib
+from engine.mib import MIB_SIZES, areas, folder_name, from_mib, mib_score, mib_selections, read_mib, to_mib
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +30,17 @@ def test_areas_match_a_hand_computation() -> None:
     assert got == pytest.approx((cpr, cmd), abs=1e-12)
     assert got == pytest.approx((1.0675, 0.0915), abs=1e-12)
     assert areas([1.0] * 10) == pytest.approx((0.999, 0.0))   # a perfect circuit at every size
+
+
+def test_selections_keep_int_share_of_edges_by_absolute_score() -> None:
+    """int(0.001 * n) = 0 edges at the smallest size even when one edge would make a path (no max(1, ...))."""
+    g = EdgeGraph(2, 2)
+    scores = torch.zeros(g.n_src, g.n_dst)
+    scores[g.edge_index("input->logits")] = -5.0           # the largest |score|, a whole path on its own
+    scores[g.edge_index("input->m0")] = 4.0
+    chosen = mib_selections(Circuit(g, scores, g.real_edges.clone()))
+    assert [c.n_edges for c in chosen][:1] == [0] and int(0.05 * g.n_edges) == 2
+    assert chosen[MIB_SIZES.index(0.05)].edges() == ["input->logits"]   # input->m0 selected, dangling, dropped
 
 
 def test_gpt2_small_graph_has_mibs_names_and_count() -> None:
@@ -96,7 +107,7 @@ def test_bad_files_are_refused_with_a_reason(tmp_path: Path, capsys: pytest.Capt
     assert from_mib(binary, g).n_edges == g.n_edges   # MIB's binary circuits have no scores
 
 
-def _independent_cpr(model, task, circuit: Circuit, n: int) -> tuple[float, float, list[float]]:  # noqa: ANN001
+def _independent_cpr(model, task, circuit: Circuit, n: int) -> tuple[float, float, list[float], list[int]]:  # noqa: ANN001
     """The evaluator's loop written out: sort edges by |score| in Python, model forward per circuit, logit
     difference by indexing, trapezoids by a plain sum."""
     data = task.split("test").select(list(range(n)))
@@ -111,14 +122,15 @@ def _independent_cpr(model, task, circuit: Circuit, n: int) -> tuple[float, floa
         return float((logits[rows, data.good[:, 0]] - logits[rows, data.bad[:, 0]]).mean())
 
     full, empty = m(model.graph.real_edges), m(torch.zeros_like(model.graph.real_edges))
-    fs = []
+    fs, kept = [], []
     for p in MIB_SIZES:
         top = Circuit.from_edges(model.graph, order[: int(p * model.graph.n_edges)]).prune_dangling()
         fs.append((m(top.keep) - empty) / (full - empty))
+        kept.append(top.n_edges)
     x = MIB_SIZES
     cpr = sum((x[i + 1] - x[i]) * (fs[i] + fs[i + 1]) / 2 for i in range(9))
     cmd = sum((x[i + 1] - x[i]) * (abs(1 - fs[i]) + abs(1 - fs[i + 1])) / 2 for i in range(9))
-    return cpr, cmd, fs
+    return cpr, cmd, fs, kept
 
 
 def test_mib_score_matches_an_independent_loop() -> None:
@@ -128,8 +140,9 @@ def test_mib_score_matches_an_independent_loop() -> None:
     signs = torch.where(torch.rand(circuit.scores.shape, generator=torch.Generator().manual_seed(0)) < 0.5, -1.0, 1.0)
     circuit = Circuit(circuit.graph, circuit.scores * signs, circuit.keep, None, circuit.meta)  # |score| ranks
     got = mib_score(model, task, circuit, n_examples=16)
-    cpr, cmd, fs = _independent_cpr(model, task, circuit, 16)
+    cpr, cmd, fs, kept = _independent_cpr(model, task, circuit, 16)
     assert got.faithfulness == pytest.approx(fs, abs=1e-4)
+    assert list(got.n_kept) == kept and kept[0] == 0 and kept[-1] == 606 and kept[3] < got.n_selected[3]
     assert (got.cpr, got.cmd) == pytest.approx((cpr, cmd), abs=1e-5)
     assert got.n_selected == tuple(int(p * 606) for p in MIB_SIZES) and got.n_selected[0] == 0
     assert got.faithfulness[0] == 0.0 and got.faithfulness[-1] == pytest.approx(1.0, abs=1e-5)
