@@ -84,6 +84,9 @@ class PruneConfig:
     seed: int = 0                 # seeds gate init, gate noise and batch order
     cache_budget_mb: float = 512  # precompute corrupted activations and targets for the train split if they fit
     recipe: Literal["default", "authors"] = "default"  # "authors": the released code's recipe (engine/recipe.py)
+    max_step_loss: float | None = None  # a step whose loss is above this adds no sparsity pressure and leaves
+    #                                     the multipliers where they are: sparsity stops where the loss cannot afford
+    #                                     it; None = the plain Lagrangian on every step (the default)
 
     def __post_init__(self) -> None:
         if self.n_steps < 1:
@@ -98,6 +101,8 @@ class PruneConfig:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.lr_gates <= 0 or self.lr_lambdas <= 0:
             raise ValueError("learning rates must be positive")
+        if self.max_step_loss is not None and not self.max_step_loss > 0:
+            raise ValueError(f"max_step_loss must be positive or None, got {self.max_step_loss}")
         if self.ablation not in ("interchange", "zero", "mean"):
             raise ValueError(f"unknown ablation {self.ablation!r}; choose from ['interchange', 'mean', 'zero']")
 

@@ -29,8 +29,8 @@ from .weights import build
 
 _ZERO = 1e-9  # tracr weights are exact zeros or O(1..100); anything above this is a real read/write
 
-TRACR_PRUNE = PruneConfig(n_steps=1000, batch_size=16, edge_sparsity=1.02, lr_gates=0.05, lr_lambdas=0.002,
-                          init_log_alpha=3.0, ablation="zero")
+TRACR_PRUNE = PruneConfig(n_steps=1000, batch_size=16, edge_sparsity=1.02, lr_gates=0.05, lr_lambdas=0.003,
+                          init_log_alpha=3.0, ablation="zero", max_step_loss=0.01)
 """Edge Pruning settings that recover reverse's and xproportion's circuits (both graphs, seeds 0-2). Zero ablation,
 as the authors' Tracr runs (with same-length interchange, position and the constant directions would come
 for free). Gates start at log_alpha 3, not 10: from 10 they all fall together with no signal from the
