@@ -195,8 +195,9 @@ def mib_score(model: MaskedTransformer, task: Task, circuit: Circuit, split: str
     settings = torch.stack([torch.zeros_like(g.real_edges), g.real_edges, *[c.keep for c in chosen]]).float()
     sums = torch.zeros(len(settings), dtype=torch.float64)
     for part in batches(data, batch_size):
+        good, bad = part.good.to(model.device), part.bad.to(model.device)
         out = evaluate_keeps(model, part, settings, corrupted(model, part, ablation),
-                             lambda lg: logit_diff(lg[:, 0], part.good.to(lg.device), part.bad.to(lg.device)))
+                             lambda lg, good=good, bad=bad: logit_diff(lg[:, 0], good, bad))
         sums += out.double().cpu().sum(-1)
     m = (sums / len(data)).tolist()
     m_empty, m_full = m[0], m[1]

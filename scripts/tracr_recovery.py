@@ -26,7 +26,7 @@ from engine.tracr import TRACR_PRUNE, load_ground_truth, load_reference, load_tr
 
 
 def run(name: str, split: bool, seed: int, steps: int) -> str:
-    model, truth, task = load_tracr(name, split_embeddings=split)
+    model, _, task = load_tracr(name, split_embeddings=split)
     necessary = load_ground_truth(name, model.graph, "necessary", "zero")
     t0 = time.perf_counter()
     found, log = prune(model, task, replace(TRACR_PRUNE, seed=seed, n_steps=steps))
