@@ -13,16 +13,7 @@ import engine
 from engine.__main__ import main
 from engine.circuit import Circuit
 from engine.graph import EdgeGraph
-from engine.mib import (
-    MIB_SIZES,
-    areas,
-    folder_name,
-    from_mib,
-    mib_score,
-    mib_selections,
-    read_mib,
-    to_mib,
-)
+from engine.mib import MIB_SIZES, areas, folder_name, from_mib, mib_score, mib_selections, read_mib, to_mib
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
