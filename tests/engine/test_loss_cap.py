@@ -44,6 +44,20 @@ def test_a_step_over_the_cap_adds_no_pressure_and_keeps_the_multipliers(tiny_mod
     assert not torch.allclose(pushed, free)
 
 
+def test_multipliers_hold_over_the_cap_despite_momentum(tiny_model, tiny_task) -> None:  # noqa: ANN001
+    """After an uncapped step (Adam has momentum), a step over the cap leaves the multipliers exactly where they are."""
+    from engine.prune import _State, _step, make_batch
+    from engine.runtime import seed_everything
+    cfg = replace(CFG, warmup_steps=0)
+    state = _State(tiny_model, cfg, seed_everything(0), None)
+    opts, batch = state.optimizers(cfg), make_batch(tiny_model, tiny_task.split("train"))
+    _step(tiny_model, tiny_task, cfg, state, opts, batch, 0)
+    after_first = state.lambdas.detach().clone()
+    assert float(after_first[0]) != 0.0
+    _step(tiny_model, tiny_task, replace(cfg, max_step_loss=1e-30), state, opts, batch, 1)
+    assert torch.equal(state.lambdas.detach(), after_first)
+
+
 def test_bad_cap_is_refused() -> None:
     with pytest.raises(ValueError, match="max_step_loss"):
         PruneConfig(max_step_loss=0.0)
