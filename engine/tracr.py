@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -38,6 +38,16 @@ together with no signal from the outputs (the sampled gates stay clamped at 1) a
 circuit that tracr's step-like MLPs give no gradient to repair. Slow multipliers for the same reason, and a loss
 cap (`max_step_loss`): a step whose squared error is past 0.01 adds no sparsity pressure, so a circuit that is
 nearly the whole graph (hist: 6 of 8 edges) is not pushed past it by the 1.02 target."""
+
+TRACR_PRUNE_FOR: dict[str, PruneConfig] = {"hist": replace(TRACR_PRUNE, lr_gates=0.05)}
+"""Programs that need other settings than TRACR_PRUNE (measured, assets/tracr/README.md): at gate learning rate 0.1
+hist's necessary gates hover at the loss cap and the read-out drops one (seed 2 default, seeds 0-2 split); at 0.05
+they stay open. reverse needs 0.1: at 0.05 its split graph keeps a BOS-fallback edge (seeds 1-2)."""
+
+
+def tracr_prune_config(program: str | None) -> PruneConfig:
+    """The Edge Pruning settings that recover `program`'s circuit (TRACR_PRUNE unless TRACR_PRUNE_FOR says otherwise)."""
+    return TRACR_PRUNE_FOR.get(program or "", TRACR_PRUNE)
 
 
 @dataclass(frozen=True)

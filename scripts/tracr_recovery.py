@@ -22,14 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.prune import prune  # noqa: E402
 from engine.tasks.tracr import mismatches  # noqa: E402
-from engine.tracr import TRACR_PRUNE, load_ground_truth, load_reference, load_tracr, tracr_models  # noqa: E402
+from engine.tracr import (TRACR_PRUNE, load_ground_truth, load_reference, load_tracr, tracr_models,  # noqa: E402
+                          tracr_prune_config)
 
 
 def run(name: str, split: bool, seed: int, steps: int) -> str:
     model, _, task = load_tracr(name, split_embeddings=split)
     necessary = load_ground_truth(name, model.graph, "necessary", "zero")
     t0 = time.perf_counter()
-    found, log = prune(model, task, replace(TRACR_PRUNE, seed=seed, n_steps=steps))
+    found, log = prune(model, task, replace(tracr_prune_config(name), seed=seed, n_steps=steps))
     secs = time.perf_counter() - t0
     got, nec = set(found.edges()), set(necessary.edges())
     bad = mismatches(model, found, load_reference(name), task.meta["output"] == "categorical", ablation="zero",
