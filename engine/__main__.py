@@ -15,6 +15,7 @@ from .budget import prune_to_budget, unfaithful_note
 from .budget_cli import add_budget_args, budget_search, format_frontier
 from .prune import check_task
 from .compare_cli import add_compare_parser
+from .mib_cli import add_mib_parsers
 from . import distributed
 from .runtime import idle_cores, is_small_model
 from .shortfall import advice, target_miss
@@ -239,6 +240,7 @@ def parser() -> argparse.ArgumentParser:
     add_memory_args(p)
     p.set_defaults(func=cmd_info)
     add_compare_parser(sub, _common, _task)
+    add_mib_parsers(sub, _common, _task)
     return ap
 
 

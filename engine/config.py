@@ -32,6 +32,8 @@ class ModelConfig:
     attn_scale: float | None = None  # None = 1/sqrt(d_head)
     split_embeddings: bool = False   # graph writers `tok` and `pos` instead of one `input` (learned positions only)
     architecture: str = "gpt2"     # family name, for display and for the weight converter
+    key_pad_id: int | None = None  # keys at tokens with this id are masked out of attention, as tracr's compiled
+    #                                model masks its pad token (tokens != pad_token); None = no key mask
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx"):
@@ -51,7 +53,10 @@ class ModelConfig:
         return self.d_vocab_out or self.d_vocab
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["key_pad_id"] is None:   # added later: left out when unset, so older models keep their config hash
+            del out["key_pad_id"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
@@ -79,6 +84,9 @@ class PruneConfig:
     seed: int = 0                 # seeds gate init, gate noise and batch order
     cache_budget_mb: float = 512  # precompute corrupted activations and targets for the train split if they fit
     recipe: Literal["default", "authors"] = "default"  # "authors": the released code's recipe (engine/recipe.py)
+    max_step_loss: float | None = None  # a step whose loss is above this adds no sparsity pressure and leaves
+    #                                     the multipliers where they are: sparsity stops where the loss cannot afford
+    #                                     it; None = the plain Lagrangian on every step (the default)
 
     def __post_init__(self) -> None:
         if self.n_steps < 1:
@@ -93,6 +101,8 @@ class PruneConfig:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.lr_gates <= 0 or self.lr_lambdas <= 0:
             raise ValueError("learning rates must be positive")
+        if self.max_step_loss is not None and not self.max_step_loss > 0:
+            raise ValueError(f"max_step_loss must be positive or None, got {self.max_step_loss}")
         if self.ablation not in ("interchange", "zero", "mean"):
             raise ValueError(f"unknown ablation {self.ablation!r}; choose from ['interchange', 'mean', 'zero']")
 

@@ -444,39 +444,52 @@ class MaskedTransformer(nn.Module):
         ang = torch.cat((ang, ang), dim=-1)
         return ang.cos().to(self.dtype), ang.sin().to(self.dtype)
 
-    def _heads(self, blk: nn.Module, x: Tensor, rope: tuple | None) -> Tensor:
+    def _heads(self, blk: nn.Module, x: Tensor, rope: tuple | None, key_ok: Tensor | None = None) -> Tensor:
         """Per-head outputs [n_heads, batch, pos, d_model] from normed attention inputs.
 
         x: [1, batch, pos, d_model] (every reader sees the same input: the plain model) or
            [n_heads + 2 * kv_heads, batch, pos, d_model] (one input per q, k and v reader).
+        key_ok: bool [batch, pos] keys that may be attended to (key_mask); None = all.
         """
         h, kv = self.cfg.n_heads, self.cfg.kv_heads
         if x.shape[0] == 1:
             q, k, v = _proj(x, blk.W_Q, blk.b_Q), _proj(x, blk.W_K, blk.b_K), _proj(x, blk.W_V, blk.b_V)
         else:  # one batched product; splitting the small outputs (not the inputs) keeps backward copy-free
             q, k, v = _proj(x, *self._qkv_weights(blk)).split((h, kv, kv), dim=1)
-        return self._attend(blk, q, k, v, rope)
+        return self._attend(blk, q, k, v, rope, key_ok)
 
     @staticmethod
     def _qkv_weights(blk: nn.Module) -> tuple[Tensor, Tensor]:
         """W [n_heads + 2 * kv_heads, d_model, d_head] and bias of every q, k and v reader, in reader order."""
         return torch.cat((blk.W_Q, blk.W_K, blk.W_V)), torch.cat((blk.b_Q, blk.b_K, blk.b_V))
 
-    def _attend(self, blk: nn.Module, q: Tensor, k: Tensor, v: Tensor, rope: tuple | None) -> Tensor:
+    def _attend(self, blk: nn.Module, q: Tensor, k: Tensor, v: Tensor, rope: tuple | None,
+                key_ok: Tensor | None = None) -> Tensor:
         """q [batch, n_heads, pos, d_head], k and v [batch, kv_heads, pos, d_head] -> per-head outputs
         [n_heads, batch, pos, d_model]."""
         b, _, n, _ = q.shape
-        z = self._attend_z(q, k, v, rope)
+        z = self._attend_z(q, k, v, rope, key_ok)
         return torch.bmm(z, blk.W_O).view(self.cfg.n_heads, b, n, self.cfg.d_model)
 
-    def _attend_z(self, q: Tensor, k: Tensor, v: Tensor, rope: tuple | None) -> Tensor:
+    def _attend_z(self, q: Tensor, k: Tensor, v: Tensor, rope: tuple | None, key_ok: Tensor | None = None) -> Tensor:
         """Attention of every head before its output projection: [n_heads, batch * pos, d_head]."""
         b, _, n, _ = q.shape
         if rope is not None:
             q, k = _rotary(q, *rope), _rotary(k, *rope)
-        z = F.scaled_dot_product_attention(q, k, v, is_causal=self.cfg.is_causal, scale=self.cfg.attn_scale,
-                                           enable_gqa=self.cfg.kv_heads != self.cfg.n_heads)
+        mask = None
+        if key_ok is not None:   # [batch, 1, query, key]
+            mask = key_ok[:, None, None, :]
+            if self.cfg.is_causal:
+                mask = mask & torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
+        z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.cfg.is_causal and mask is None,
+                                           scale=self.cfg.attn_scale, enable_gqa=self.cfg.kv_heads != self.cfg.n_heads)
         return z.transpose(0, 1).reshape(self.cfg.n_heads, b * n, -1)
+
+    def key_mask(self, tokens: Tensor) -> Tensor | None:
+        """bool [batch, pos]: keys attention may read (not the config's `key_pad_id`); None when the model
+        masks no keys. Tracr's compiled model masks its pad token this way, so padded batches of varied
+        lengths give every real position the outputs it has alone."""
+        return None if self.cfg.key_pad_id is None else tokens != self.cfg.key_pad_id
 
     def _mlp(self, blk: nn.Module, x: Tensor) -> Tensor:
         x = _norm(x, blk.ln2_w, blk.ln2_b, self.cfg)
@@ -509,14 +522,14 @@ class MaskedTransformer(nn.Module):
         def put(start: int, y: Tensor) -> None:  # writer outputs [rows, batch, pos, d] into their chunk rows
             _put_rows(outs, start, y.reshape(y.shape[0], -1))
 
-        rope = self._rope(n)
+        rope, key_ok = self._rope(n), self.key_mask(tokens)
         if record:
             put(0, writers)
         for layer, blk in enumerate(self.blocks):
             snaps.append(resid)
             with gathered(blk):
                 x = _norm(resid, blk.ln1_w, blk.ln1_b, self.cfg)[None]
-                heads = self._heads(blk, x, rope)
+                heads = self._heads(blk, x, rope, key_ok)
                 resid = resid + heads.sum(0) + blk.b_O
                 snaps.append(resid)
                 mlp = self._mlp(blk, resid)
@@ -596,7 +609,8 @@ class MaskedTransformer(nn.Module):
 
     # ---------------------------------------------------------------- the edge-masked model
     def _layer(self, layer: int, corrupt: CorruptCache, buf: _Buffer, rope: tuple | None,
-               k_attn: Tensor, k_mlp: Tensor, token: Tensor, add: bool = True, kept: Tensor | None = None) -> Tensor:
+               k_attn: Tensor, k_mlp: Tensor, token: Tensor, add: bool = True, kept: Tensor | None = None, *,
+               key_ok: Tensor | None = None) -> Tensor:
         """One masked layer: its attention readers (and the MLP reader's share of earlier writers) in one
         pass over the buffer, its heads written, its MLP reader completed with them, the MLP written."""
         blk, cfg, (b, n) = self.blocks[layer], self.cfg, corrupt.shape
@@ -605,12 +619,13 @@ class MaskedTransformer(nn.Module):
         qkv, x_mlp = _AttnReaders.apply(k_attn, k_mlp[:, :n_src], token, corrupt.resid[2 * layer],
                                         corrupt.resid[2 * layer + 1], buf, n_src, norm, *self._qkv_weights(blk), kept)
         q, k, v = qkv.view(h + 2 * kv, b, n, -1).transpose(0, 1).split((h, kv, kv), dim=1)
-        token = _WriteHeads.apply(self._attend_z(q, k, v, rope), blk.W_O, token, buf, n_src, add)
+        token = _WriteHeads.apply(self._attend_z(q, k, v, rope, key_ok), blk.W_O, token, buf, n_src, add)
         x = _Mix.apply(k_mlp[:, n_src:], token, x_mlp, buf, n_src, n_src + h, None)
         return _Write.apply(self._mlp(blk, x.view(b, n, cfg.d_model))[None], token, buf, n_src + h, add)
 
     def _last_layer_at(self, corrupt: CorruptCache, buf: _Buffer, rope: tuple | None, k_attn: Tensor,
-                       k_mlp: Tensor, token: Tensor, at: Tensor, kept: Tensor | None = None) -> Tensor:
+                       k_mlp: Tensor, token: Tensor, at: Tensor, kept: Tensor | None = None,
+                       key_ok: Tensor | None = None) -> Tensor:
         """The last layer when only tokens `at` (unique, flat) are scored: k and v at every token (queries
         attend to them), but queries, heads and the MLP only at `at`. Nothing else reads its outputs."""
         layer = self.cfg.n_layers - 1
@@ -630,6 +645,8 @@ class MaskedTransformer(nn.Module):
             k = _rotary(k, *rope)
         mask = (torch.arange(n, device=at.device) <= pi[:, None]) if cfg.is_causal else torch.ones(
             len(at), n, dtype=torch.bool, device=at.device)
+        if key_ok is not None:
+            mask = mask & key_ok[bi]
         z = F.scaled_dot_product_attention(q, k[bi], v[bi], attn_mask=mask[:, None, None], scale=cfg.attn_scale,
                                            enable_gqa=kv != h)                            # [M, h, 1, d_head]
         heads = torch.bmm(z[:, :, 0].transpose(0, 1), blk.W_O)                            # [h, M, d]
@@ -668,7 +685,7 @@ class MaskedTransformer(nn.Module):
         keep = keep.to(self.dtype)
         buf = _Buffer(corrupt, overwrite_corrupt, workspace)
         token = _Write.apply(self._embed(tokens), keep.new_empty(0), buf, 0)
-        rope = self._rope(n)
+        rope, key_ok = self._rope(n), self.key_mask(tokens)
         checkpoint = self.checkpoint_layers if checkpoint is None else checkpoint
         at = None if positions is None else (
             torch.arange(b, device=self.device)[:, None] * n + positions.to(self.device).clamp(min=0)).flatten()
@@ -678,11 +695,12 @@ class MaskedTransformer(nn.Module):
         for layer, blk in enumerate(self.blocks):
             n_src, cols, m_col = g.n_src_before(layer), g.attn_dst_slice(layer), g.mlp_dst_index(layer)
             k_attn, k_mlp = keep[:n_src, cols].T, keep[:n_src + cfg.n_heads, m_col:m_col + 1].T
-            run = partial(self._layer, layer, corrupt, buf, rope)
+            run = partial(self._layer, layer, corrupt, buf, rope, key_ok=key_ok)
             if is_sharded(blk):  # a sharded block's gathered weights must not outlive its use
                 token = recompute_in_backward(run, partial(gathered, blk), k_attn, k_mlp, token)
             elif at is not None and layer == cfg.n_layers - 1:  # only the scored tokens matter after here
-                token = self._last_layer_at(corrupt, buf, rope, k_attn, k_mlp, token, torch.unique(at), kept.get(layer))
+                token = self._last_layer_at(corrupt, buf, rope, k_attn, k_mlp, token, torch.unique(at), kept.get(layer),
+                                            key_ok)
             elif checkpoint:   # (the last layer above keeps little: activations at the scored tokens only)
                 token = recompute_in_backward(run, partial(gathered, blk), k_attn, k_mlp, token)
             else:

@@ -273,17 +273,22 @@ def _step(model: MaskedTransformer, task: Task, cfg: PruneConfig, state: _State,
     out = model(batch.data.clean, keep, batch.cache, batch.data.positions, overwrite_corrupt=batch.once,
                 workspace=workspace)
     fit = output_loss(task.loss, batch.target, out, batch.valid).mean()
+    kl = distributed.mean_scalar(float(fit.detach()))  # distributed: the global batch's mean
+    # a step whose loss is past what the run can afford (cfg.max_step_loss) adds no sparsity pressure and the
+    # multipliers hold: they never push past the sparsity the loss allows (None: the plain Lagrangian every step)
+    afford = cfg.max_step_loss is None or kl <= cfg.max_step_loss
+    scale = 1.0 if afford else 0.0   # 1.0 * x == x: an uncapped run is bit for bit the plain one
     t_edge = _target(cfg.edge_sparsity, step, cfg.warmup)
     authors = cfg.recipe == "authors"
     s_edge = (recipe.sampled_sparsity(edge_z, state.edges.real) if authors
               else state.edges.expected_sparsity())
-    loss = fit + _lagrangian(t_edge - s_edge, state.lambdas[:2])
+    loss = fit + scale * _lagrangian(t_edge - s_edge, state.lambdas[:2])
     t_node = s_node = None
     if state.nodes is not None:
         t_node = _target(cfg.node_sparsity or 0.0, step, cfg.warmup)
         s_node = state.nodes.expected_sparsity()
         if not authors:   # the authors train node gates by the KL alone
-            loss = loss + _lagrangian(t_node - s_node, state.lambdas[2:])
+            loss = loss + scale * _lagrangian(t_node - s_node, state.lambdas[2:])
     for opt in opts:
         opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -295,11 +300,11 @@ def _step(model: MaskedTransformer, task: Task, cfg: PruneConfig, state: _State,
         for opt, lr in zip(opts, (cfg.lr_gates, cfg.lr_lambdas)):
             for group in opt.param_groups:
                 group["lr"] = lr * factor
-    for opt in opts:
-        opt.step()
+    opts[0].step()
+    if afford:
+        opts[1].step()
     real = state.edges.real
     sampled = float(((keep == 0) & real).sum()) / max(int(real.sum()), 1)
-    kl = distributed.mean_scalar(float(fit.detach()))  # distributed: the global batch's mean
     return StepLog(step, cfg.n_steps, float(loss.detach()), kl, float(s_edge.detach()), t_edge,
                    None if s_node is None else float(s_node.detach()), t_node,
                    float(state.lambdas[0].detach()), float(state.lambdas[1].detach()), sampled, 0.0)

@@ -56,7 +56,8 @@ def task_names(model_name: str) -> list[str]:
 
 def prune_defaults(model_name: str) -> engine.PruneConfig:
     """The settings the Prune form starts from: the engine's defaults, or those that recover Tracr circuits."""
-    return engine.PruneConfig() if tracr_program(model_name) is None else engine.tracr.TRACR_PRUNE
+    program = tracr_program(model_name)
+    return engine.PruneConfig() if program is None else engine.tracr.tracr_prune_config(program)
 
 
 def default_task(model_name: str) -> str:

@@ -23,9 +23,13 @@ from ..tasks.base import TaskData
 log = logging.getLogger(__name__)
 
 
-def _heads(model: MaskedTransformer, blk: torch.nn.Module, x: Tensor, rope: tuple | None) -> Tensor:
-    """The model's per-head attention on stacked q/k/v reader inputs (both private signatures it has had)."""
-    if len(inspect.signature(model._heads).parameters) == 3:
+def _heads(model: MaskedTransformer, blk: torch.nn.Module, x: Tensor, rope: tuple | None,
+           key_ok: Tensor | None = None) -> Tensor:
+    """The model's per-head attention on stacked q/k/v reader inputs (the private signatures it has had)."""
+    params = inspect.signature(model._heads).parameters
+    if "key_ok" in params:
+        return model._heads(blk, x, rope, key_ok)
+    if len(params) == 3:
         return model._heads(blk, x, rope)
     h, kv = model.cfg.n_heads, model.cfg.kv_heads
     return model._heads(blk, x[:h], x[h:h + kv], x[h + kv:], rope)
@@ -66,13 +70,15 @@ def batched_run(model: MaskedTransformer, tokens: Tensor, keeps: Tensor, corrupt
     emb = model._embed(tokens)
     delta[:, : emb.shape[0]] += emb.reshape(emb.shape[0], -1)
     rope = model._rope(n)
+    key_ok = model.key_mask(tokens) if hasattr(model, "key_mask") else None   # padding keys masked (Tracr)
+    key_ok = None if key_ok is None else key_ok.repeat(n_c, 1)               # rows c * B + b, as x below
     for layer, blk in enumerate(model.blocks):
         start, cols, m = g.n_src_before(layer), g.attn_dst_slice(layer), g.mlp_dst_index(layer)
         with gathered(blk):   # FSDP-sharded blocks: all-gather, as the model's own forward does
             x = _mix(keeps[:, :start, cols], delta[:, :start], corrupt.resid[2 * layer])
             r = x.shape[1]
             x = _norm(x.view(n_c, r, b, n, d).transpose(0, 1).reshape(r, n_c * b, n, d), blk.ln1_w, blk.ln1_b, cfg)
-            heads = _heads(model, blk, x, rope)
+            heads = _heads(model, blk, x, rope, key_ok)
             delta[:, start:start + h] += heads.reshape(h, n_c, -1).transpose(0, 1)
             x = _mix(keeps[:, :start + h, m:m + 1], delta[:, :start + h], corrupt.resid[2 * layer + 1])
             delta[:, start + h] += model._mlp(blk, x.view(n_c * b, n, d)).reshape(n_c, -1)

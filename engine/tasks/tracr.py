@@ -98,12 +98,15 @@ def tracr_task(name: str, model: MaskedTransformer, info: dict, ref: TracrRefere
 
 @torch.no_grad()
 def circuit_outputs(model: MaskedTransformer, circuit: Circuit | None, ref: TracrReference,
-                    ablation: str = "zero", seed: int = 0) -> Tensor:
+                    ablation: str = "zero", seed: int = 0, padded: bool = False) -> Tensor:
     """The circuit's outputs [N, n_ctx - 1, n_out] on every reference input (non-BOS positions;
-    0 at padding), run one length at a time so padding never enters attention."""
+    0 at padding), run one length at a time so padding never enters attention, or with `padded`
+    in one batch of every input padded to full width (what training batches look like; the same
+    outputs when the model masks its pad keys)."""
     gen = torch.Generator().manual_seed(seed)
     out = torch.zeros(len(ref.lengths), ref.inputs.shape[1] - 1, model.cfg.vocab_out)
-    for n, idx in _by_length(ref).items():
+    groups = {ref.inputs.shape[1]: torch.arange(len(ref.lengths))} if padded else _by_length(ref)
+    for n, idx in groups.items():
         clean = ref.inputs[idx, :n].to(model.device)
         if circuit is None:
             y = model.reference_forward(clean)
@@ -112,14 +115,16 @@ def circuit_outputs(model: MaskedTransformer, circuit: Circuit | None, ref: Trac
             cache = model.corrupt_cache(corrupt, ablation)
             y = model(clean, circuit.keep.to(model.device, model.dtype), cache)
         out[idx, : n - 1] = y[:, 1:].float().cpu()
+    if padded:   # zero at padding, as the reference
+        out *= (torch.arange(1, ref.inputs.shape[1])[None] < ref.lengths[:, None])[..., None]
     return out
 
 
 def mismatches(model: MaskedTransformer, circuit: Circuit | None, ref: TracrReference, categorical: bool,
-               ablation: str = "zero", tol: float = 1e-3) -> int:
+               ablation: str = "zero", tol: float = 1e-3, padded: bool = False) -> int:
     """Reference inputs on which the circuit (None = full model) differs from tracr at some position:
     another argmax label (categorical) or an output further than `tol` from tracr's (numerical)."""
-    got, want = circuit_outputs(model, circuit, ref, ablation), ref.outputs[:, 1:]
+    got, want = circuit_outputs(model, circuit, ref, ablation, padded=padded), ref.outputs[:, 1:]
     valid = torch.arange(1, ref.inputs.shape[1])[None] < ref.lengths[:, None]
     if categorical:
         bad = got.argmax(-1) != want.argmax(-1)
@@ -129,13 +134,14 @@ def mismatches(model: MaskedTransformer, circuit: Circuit | None, ref: TracrRefe
 
 
 def necessary_edges(model: MaskedTransformer, derived: Circuit, ref: TracrReference, categorical: bool,
-                    ablation: str = "zero") -> list[str]:
-    """Edges of `derived` whose ablation alone (all other derived edges kept) changes some output."""
+                    ablation: str = "zero", padded: bool = False) -> list[str]:
+    """Edges of `derived` whose ablation alone (all other derived edges kept) changes some output
+    (inputs run one length at a time, or padded into one batch)."""
     out = []
     for edge in derived.edges():
         i, j = derived.graph.edge_index(edge)
         keep = derived.keep.clone()
         keep[i, j] = False
-        if mismatches(model, Circuit(derived.graph, keep.float(), keep), ref, categorical, ablation):
+        if mismatches(model, Circuit(derived.graph, keep.float(), keep), ref, categorical, ablation, padded=padded):
             out.append(edge)
     return out

@@ -268,7 +268,8 @@ def test_tracr_program_prunes_with_its_own_settings(app_env, monkeypatch):
     assert "tracr-xproportion" in _text(at) and "23 edges" in _text(at)
     assert at.selectbox(key="prune.task.tracr-xproportion").value == "tracr-xproportion"
     assert at.selectbox(key="prune.tracr-xproportion.ablation").value == "zero"
-    assert at.number_input(key="prune.tracr-xproportion.lr_gates").value == 0.05
+    from engine.tracr import tracr_prune_config
+    assert at.number_input(key="prune.tracr-xproportion.lr_gates").value == tracr_prune_config("xproportion").lr_gates
     assert any("Memory estimate" in c.value for c in at.caption)
     at.number_input(key="prune.tracr-xproportion.steps").set_value(20)
     _ok(at.button(key="prune.run").click().run())
