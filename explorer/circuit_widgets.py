@@ -15,6 +15,7 @@ import engine
 
 from . import library, resources, state, theme
 from .library import slug as library_slug
+from .text import literal
 from .widgets import selected_model
 
 if TYPE_CHECKING:
@@ -61,15 +62,35 @@ def open_circuit(source: str) -> Circuit:
     return resources.load_entry(name)
 
 
+def _take_upload(key: str) -> None:
+    """on_change of the circuit uploader: runs before the page script, so the picker drawn above the uploader
+    already shows the new circuit in this run (read in the script, it would show one run late)."""
+    up, sess = st.session_state.get(key), state.session()
+    sess.upload_errors.pop(key, None)
+    if up is None:
+        return
+    try:
+        c = resources.circuit_from_upload(up.getvalue(), up.name)
+    except ValueError as e:
+        sess.upload_errors[key] = f"Cannot open {literal(up.name)}: {literal(e)}"
+        return
+    sess.uploaded[c.meta["name"]] = c
+    sess.circuit_name = f"up:{c.meta['name']}"
+    picked = st.session_state.get(state.COMPARE_PICK)
+    label = next((lb for lb, src in circuit_options().items() if src == sess.circuit_name), None)
+    if isinstance(picked, list) and label is not None and label not in picked:
+        st.session_state[state.COMPARE_PICK] = [*picked, label]  # Compare: add it to the circuits compared
+
+
 def circuit_upload(key: str) -> None:
-    up = st.file_uploader("Open a circuit file (.safetensors or edges.json)", type=["safetensors", "json"], key=key)
-    if up is not None:
-        try:
-            c = resources.circuit_from_upload(up.getvalue(), up.name)
-            state.session().uploaded[c.meta["name"]] = c
-            state.session().circuit_name = f"up:{c.meta['name']}"
-        except ValueError as e:
-            st.error(f"Cannot open {up.name}: {e}")
+    st.file_uploader("Open a circuit file (.safetensors or edges.json)", type=["safetensors", "json"], key=key,
+                     on_change=_take_upload, args=(key,))
+    if (message := state.session().upload_errors.get(key)) is not None:
+        st.error(message)
+
+
+def _picked(opts: dict[str, str]) -> None:
+    state.session().circuit_name = opts.get(st.session_state.get(state.CIRCUIT_PICK), state.session().circuit_name)
 
 
 def circuit_picker(label: str = "Circuit") -> Circuit | None:
@@ -78,16 +99,19 @@ def circuit_picker(label: str = "Circuit") -> Circuit | None:
     if not opts:
         st.info("No circuits yet: prune one on the **Prune** page, or open a file below.")
         return None
-    sources = list(opts.values())
     sess = state.session()
-    mine = [i for i, lb in enumerate(opts) if f" · {selected_model()} · " in lb]  # the sidebar model's circuits
-    index = sources.index(sess.circuit_name) if sess.circuit_name in sources else (mine or [0])[0]
-    label_pick = st.selectbox(label, list(opts), index=index)
-    sess.circuit_name = opts[label_pick]
+    if sess.circuit_name not in opts.values():
+        mine = [lb for lb in opts if f" · {selected_model()} · " in lb]  # the sidebar model's circuits
+        sess.circuit_name = opts[(mine or list(opts))[0]]
+    # The session's circuit_name is the one truth (uploads, new runs and Compare set it too): the widget is given
+    # its value every run, and a pick goes back through on_change. Steering an unkeyed selectbox by `index`
+    # instead made a new widget each time the index moved, which dropped every second pick.
+    st.session_state[state.CIRCUIT_PICK] = next(lb for lb, src in opts.items() if src == sess.circuit_name)
+    label_pick = st.selectbox(label, list(opts), key=state.CIRCUIT_PICK, on_change=_picked, args=(opts,))
     try:
         return open_circuit(opts[label_pick])
     except (ValueError, KeyError) as e:
-        st.error(f"Cannot open this circuit: {e}")
+        st.error(f"Cannot open this circuit: {literal(e)}")
         return None
 
 
@@ -176,7 +200,7 @@ def circuits_picker(label: str = "Circuits to compare") -> dict[str, Circuit]:
         try:
             c = open_circuit(opts[lb])
         except (ValueError, KeyError) as e:
-            st.error(f"Cannot open {lb}: {e}")
+            st.error(f"Cannot open {literal(lb)}: {literal(e)}")
             continue
         out[c.meta.get("name") or lb] = c
     return out

@@ -7,6 +7,7 @@ so the app's first page draws before torch has loaded; the functions below load 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import replace
@@ -49,9 +50,23 @@ def tracr_program(model_name: str) -> str | None:
 
 
 def task_names(model_name: str) -> list[str]:
-    """Tasks a model can be pruned and evaluated on: a Tracr program has its own inputs only."""
+    """Tasks a model can be pruned and evaluated on: a Tracr program has its own inputs only; a model whose folder
+    says what it was trained on (the embedded models' `train_log.json`) those tasks; any other model every task."""
     program = tracr_program(model_name)
-    return [f"tracr-{program}"] if program else list(engine.TASKS)
+    if program:
+        return [f"tracr-{program}"]
+    return trained_tasks(model_name) or list(engine.TASKS)
+
+
+def trained_tasks(model_name: str) -> list[str]:
+    """The built-in tasks named in the model folder's `train_log.json` (`recipe.tasks`); [] when it names none."""
+    source = model_choices().get(model_name, model_name)
+    folder = engine.embedded_models().get(source) or Path(source)
+    try:
+        recipe = json.loads((Path(folder) / "train_log.json").read_text()).get("recipe", {})
+    except (OSError, ValueError, AttributeError):  # no such file (hub ids, other folders) or not a log
+        return []
+    return [t for t in recipe.get("tasks", []) if t in engine.TASKS] if isinstance(recipe, dict) else []
 
 
 def prune_defaults(model_name: str) -> engine.PruneConfig:
