@@ -5,6 +5,7 @@ import streamlit as st
 
 import engine
 from explorer import charts, lessons, resources, state, theme, widgets
+from explorer.text import bold, literal
 
 widgets.require_frame()
 st.title("Learn: how Edge Pruning finds a circuit")
@@ -15,9 +16,9 @@ task_name = resources.default_task(model_name)
 try:
     task = resources.get_task(model_name, task_name)
 except (KeyError, ValueError) as e:
-    st.error(f"The teaching task {task_name} cannot be built for {model_name}: {e}")
+    st.error(f"The teaching task {task_name} cannot be built for {bold(model_name)}: {literal(e)}")
     st.stop()
-st.caption(f"Driven by the model **{model_name}** ({model.graph.n_edges:,} edges) on the task **{task.name}**.")
+st.caption(f"Driven by the model {bold(model_name)} ({model.graph.n_edges:,} edges) on the task **{task.name}**.")
 
 st.header("1 · Interchange ablation")
 st.markdown("An edge *writer → reader* is **removed** by giving the reader the writer's output from a "

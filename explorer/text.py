@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import re
 
-# CommonMark lets a backslash escape any ASCII punctuation; escaping all of it also defuses Streamlit's own
-# directives (`:red[…]`, `:material/…:`, `$…$` maths) and raw HTML (`<b>`).
-_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>:~$&=\"'^%@/;,?])")
+# CommonMark lets a backslash escape any ASCII punctuation. These can start Markdown anywhere in a line: emphasis,
+# code, links and images (`[`), HTML and autolinks (`<`), tables, strikethrough, maths (`$`), entities (`&`) and
+# Streamlit's directives (`:red[…]`, `:material/…:`); a URL's `:` and `www.` are escaped against GFM's autolinks.
+_PUNCT = re.compile(r"([\\`*_{}\[\]<>#|~$&:])")
+_LINE_START = re.compile(r"^(\s*)(\d+\.|[-+=])")  # a list item or a heading underline at the start
+_WWW = re.compile(r"(?i)\b(www)\.")
 _SHORTCODE = re.compile(r":(?=[A-Za-z0-9_+\-]+:)")
 _ZWJ = "\u2060"  # word joiner: invisible, stops an emoji shortcode (`:smile:`) that survives escaping
 
@@ -20,8 +23,9 @@ _ZWJ = "\u2060"  # word joiner: invisible, stops an emoji shortcode (`:smile:`) 
 def literal(text: object) -> str:
     """`text` as Markdown that renders to exactly `text` (on one line: newlines become spaces)."""
     s = " ".join(str(text).splitlines())
-    s = _SHORTCODE.sub(":" + _ZWJ, s)
-    return _PUNCT.sub(r"\\\1", s)
+    s = _PUNCT.sub(r"\\\1", _SHORTCODE.sub(":" + _ZWJ, s))
+    s = _WWW.sub(r"\1\\.", s)
+    return _LINE_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], s)
 
 
 def bold(text: object) -> str:
