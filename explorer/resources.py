@@ -24,6 +24,8 @@ from .library import Library
 if TYPE_CHECKING:
     from engine import Circuit, EvalResult, MaskedTransformer, Task
 
+    from .lessons import Stage
+
 ENV_MODELS = "CIRCUIT_EXPLORER_MODELS"
 """`name=path;name2=path2`: the models offered instead of the shipped ones (tests, custom setups)."""
 N_EXAMPLES = 96  # examples per built-in task (train; validation and test get a quarter each)
@@ -217,11 +219,20 @@ def model_key(name: str) -> str:
     return name
 
 
-@st.cache_resource(max_entries=16, show_spinner="Pruning…")
-def learn_stage(model_name: str, task_name: str, target: float, n_steps: int) -> tuple[Circuit, engine.PruneLog]:
-    """A short teaching run at one sparsity target (cached: a class sees the same result)."""
-    cfg = engine.PruneConfig(n_steps=n_steps, batch_size=16, edge_sparsity=target)
-    return engine.prune(get_model(model_name), get_task(model_name, task_name), cfg)
+@st.cache_resource(max_entries=48, show_spinner=False)
+def learn_stage(model_name: str, task_name: str, index: int, max_steps: int) -> Stage:
+    """Stage `index` of Learn's step-by-step run, continued from stage index - 1 (cached: a class shares them)."""
+    from . import lessons  # noqa: PLC0415 - torch stays out of the first render
+    previous = learn_stage(model_name, task_name, index - 1, max_steps).circuit if index > 0 else None
+    return lessons.run_stage(get_model(model_name), get_task(model_name, task_name), lessons.STAGE_TARGETS[index],
+                             previous, max_steps)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def learn_schedule(model_name: str, task_name: str, n_steps: int, warmup: int, target: float) -> engine.PruneLog:
+    """Learn's schedule demo: a real short run (cached per setting)."""
+    from . import lessons  # noqa: PLC0415 - torch stays out of the first render
+    return lessons.schedule_run(get_model(model_name), get_task(model_name, task_name), n_steps, warmup, target)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -35,6 +35,7 @@ class Session:
                                                   # a file uploader forgets its file on a page switch
     unsaved: dict[str, Circuit] = field(default_factory=dict)   # results not in the library (e.g. cancelled)
     learn_step: int = 0                        # Learn page: how many pruning stages have run
+    learn_model: str = ""                      # Learn page: the model those stages belong to
     shown: Circuit | None = None               # Circuit page: the selection on screen (for faithfulness)
     shown_threshold: float = 0.0
     last_seen: str = ""                        # circuit id seen at the last faithfulness poll
