@@ -74,7 +74,8 @@ def faithfulness_view() -> None:
     done = [p for p in points if p is not None]
     if done:  # the chart's ⋯ menu saves PNG or SVG
         full = result.full_metric if result is not None else done[0].full_metric
-        st.vega_lite_chart(charts.faithfulness_spec(done, result, full))
+        st.vega_lite_chart(charts.faithfulness_spec(done, result, full), width="content")  # "stretch" = autosize
+        # "fit", which Vega-Lite cannot apply to two concatenated panels (a console warning)
     if len(done) < len(points):
         st.caption(f":material/hourglass_top: Faithfulness curve: {len(done)} of {len(points)} sizes measured…")
     st.vega_lite_chart(charts.histogram_spec(real_scores, sess.shown_threshold), width="stretch", height=240)

@@ -126,17 +126,29 @@ def threshold_control(circuit: Circuit) -> tuple[Circuit, dict]:
         n = st.slider("Edges kept", 0, total, circuit.n_edges, key=f"circuit.edges.{cid}")
         return graph_view.select(circuit, "edges", n)
     if mode == "sparsity":
-        s = st.slider("Sparsity (share of edges removed)", 0.0, 1.0, round(circuit.sparsity, 4), 0.0005,
-                      format="%.4f", key=f"circuit.sparsity.{cid}")
+        # one step = one edge (a fixed 0.0005 moved none on a 606-edge graph)
+        s = st.slider("Sparsity (share of edges removed)", 0.0, 1.0, circuit.sparsity, 1.0 / total,
+                      format="%.4f" if total <= 10_000 else "%.6f", key=f"circuit.sparsity.{cid}")
         return graph_view.select(circuit, "sparsity", s)
-    real = circuit.scores[circuit.graph.real_edges]
-    lo, hi = float(real.min()), float(real.max())
-    start = min(max(graph_view.view_threshold(circuit, hi), lo), hi)
-    if hi <= lo:
-        st.caption(f"Every edge has the score {lo:.4g}.")
-        return graph_view.select(circuit, "score", lo)
-    t = st.slider("Score ≥", lo, hi, start, (hi - lo) / 1000, format="%.4f", key=f"circuit.score.{cid}")
+    steps = score_steps(circuit)
+    if len(steps) < 2:
+        st.caption(f"Every edge has the score {steps[0]:.4g}.")
+        return graph_view.select(circuit, "score", steps[0])
+    start = graph_view.view_threshold(circuit, steps[-1])
+    start = max((v for v in steps if v <= start), default=steps[0])
+    t = st.select_slider("Score ≥", steps, start, format_func=lambda v: f"{v:.6g}", key=f"circuit.score.{cid}")
     return graph_view.select(circuit, "score", t)
+
+
+def score_steps(circuit: Circuit, most: int = 2000) -> list[float]:
+    """The score slider's stops: distinct edge scores, ascending (at most `most`, spread evenly by rank), so that
+    one step passes at least one edge's score (a step of (max - min) / 1000 often moved none)."""
+    import torch  # noqa: PLC0415 - loaded with the circuit already
+
+    values = torch.unique(circuit.scores[circuit.graph.real_edges].float())
+    if len(values) > most:
+        values = values[torch.linspace(0, len(values) - 1, most).round().long().unique()]
+    return values.tolist()
 
 
 def live_graph(circuit: Circuit, view: dict, n_shown: int, drop: list[str], highlight: str | None,

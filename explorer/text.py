@@ -11,20 +11,24 @@ from __future__ import annotations
 import re
 
 # CommonMark lets a backslash escape any ASCII punctuation. These can start Markdown anywhere in a line: emphasis,
-# code, links and images (`[`), HTML and autolinks (`<`), tables, strikethrough, maths (`$`), entities (`&`) and
-# Streamlit's directives (`:red[…]`, `:material/…:`); a URL's `:` and `www.` are escaped against GFM's autolinks.
+# code, links and images (`[`), HTML (`<`), tables, strikethrough, maths (`$`), entities (`&`) and Streamlit's
+# directives (`:red[…]`, `:material/…:`).
 _PUNCT = re.compile(r"([\\`*_{}\[\]<>#|~$&:])")
 _LINE_START = re.compile(r"^(\s*)(\d+\.|[-+=])")  # a list item or a heading underline at the start
-_WWW = re.compile(r"(?i)\b(www)\.")
-_SHORTCODE = re.compile(r":(?=[A-Za-z0-9_+\-]+:)")
-_ZWJ = "\u2060"  # word joiner: invisible, stops an emoji shortcode (`:smile:`) that survives escaping
+# Emoji shortcodes (`:smile:`) and GFM's bare links (`https://…`, `www.…`, `a@b.org`) are found in the text after
+# the escapes are gone, so a backslash cannot stop them: an invisible word joiner breaks their pattern instead.
+_JOIN = "\u2060"
+_BREAKS = [(re.compile(r":(?=[A-Za-z0-9_+\-]+:)"), ":" + _JOIN), (re.compile(r"://"), ":" + _JOIN + "//"),
+           (re.compile(r"(?i)\b(www)\."), r"\1" + _JOIN + "."), (re.compile(r"(?<=\w)@"), _JOIN + "@")]
 
 
 def literal(text: object) -> str:
-    """`text` as Markdown that renders to exactly `text` (on one line: newlines become spaces)."""
+    """`text` as Markdown that renders to `text` (on one line: newlines become spaces), with an invisible word
+    joiner (U+2060) inside emoji shortcodes, URLs and e-mail addresses so that they stay plain text."""
     s = " ".join(str(text).splitlines())
-    s = _PUNCT.sub(r"\\\1", _SHORTCODE.sub(":" + _ZWJ, s))
-    s = _WWW.sub(r"\1\\.", s)
+    for pattern, repl in _BREAKS:
+        s = pattern.sub(repl, s)
+    s = _PUNCT.sub(r"\\\1", s)
     return _LINE_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], s)
 
 

@@ -133,3 +133,37 @@ def test_an_uploaded_circuit_shows_at_once(app_env):
     _ok(at.run())
     assert _picker(at).value.startswith("second.edges (uploaded)")
     assert at.metric[0].value == "9"
+
+
+def test_one_slider_step_moves_at_least_one_edge(app_env):
+    at = _open(CIRCUIT)
+    at.radio(key="circuit.mode").set_value("sparsity")
+    _ok(at.run())
+    slider = next(s for s in at.slider if s.label.startswith("Sparsity"))
+    edges = int(at.metric[0].value)
+    for _ in range(3):
+        _ok(slider.set_value(slider.value + slider.step).run())
+        slider = next(s for s in at.slider if s.label.startswith("Sparsity"))
+        assert int(at.metric[0].value) == edges - 1, (slider.value, at.metric[0].value)
+        edges -= 1
+    at.radio(key="circuit.mode").set_value("score")
+    _ok(at.run())
+    assert next(s for s in at.select_slider if s.label == "Score ≥")
+
+    from engine import Circuit
+    from explorer import circuit_widgets, graph_view
+
+    c = Circuit.load(Path(app_env["CIRCUIT_EXAMPLES"]) / "boolean-fewshot.safetensors")
+    for most in (2000, 7):
+        counts = [graph_view.select(c, "score", v)[0].n_edges for v in circuit_widgets.score_steps(c, most)]
+        assert all(a > b for a, b in zip(counts, counts[1:])), counts
+        assert counts[0] == c.graph.n_edges and len(counts) == min(most, c.graph.n_edges)
+
+
+def test_histogram_axis_has_few_rounded_ticks():
+    from explorer import charts
+
+    spec = charts.histogram_spec([i / 997 for i in range(997)], 0.5)
+    axis = spec["layer"][0]["encoding"]["x"]["axis"]
+    assert axis["tickCount"] <= 10 and axis["format"] == ".2~f"
+    assert spec["$schema"].endswith("/v6.json")
