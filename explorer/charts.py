@@ -97,7 +97,8 @@ def faithfulness_spec(points: Sequence[Any], current: Any | None = None, full_me
                            "encoding": {"y": {"field": "full", "type": "quantitative", "title": field}}})
         return {"title": field, "width": 320, "height": 220, "layer": layers}
 
-    return {"$schema": VEGA_LITE_SCHEMA,
+    # "pad": Streamlit asks for autosize "fit", which Vega-Lite cannot apply to concatenated panels (a warning)
+    return {"$schema": VEGA_LITE_SCHEMA, "autosize": {"type": "pad"},
             "title": "Faithfulness vs circuit size (× = this threshold; dotted = full model)",
             "hconcat": [panel("KL (nats)", theme.CHART_COLORS["kl"], None),
                         panel(name, theme.CHART_COLORS["circuit"], full_metric)]}
