@@ -76,10 +76,6 @@ def _take_upload(key: str) -> None:
         return
     sess.uploaded[c.meta["name"]] = c
     sess.circuit_name = f"up:{c.meta['name']}"
-    picked = st.session_state.get(state.COMPARE_PICK)
-    label = next((lb for lb, src in circuit_options().items() if src == sess.circuit_name), None)
-    if isinstance(picked, list) and label is not None and label not in picked:
-        st.session_state[state.COMPARE_PICK] = [*picked, label]  # Compare: add it to the circuits compared
 
 
 def circuit_upload(key: str) -> None:

@@ -167,3 +167,13 @@ def test_histogram_axis_has_few_rounded_ticks():
     axis = spec["layer"][0]["encoding"]["x"]["axis"]
     assert axis["tickCount"] <= 10 and axis["format"] == ".2~f"
     assert spec["$schema"].endswith("/v6.json")
+
+
+def test_a_problem_with_the_whole_data_file_is_one_message_without_line_0(app_env):
+    at = _ok(AppTest.from_file(APP, default_timeout=60).run())
+    at.radio(key="prune.source").set_value("Upload JSONL")
+    _ok(at.run())
+    at.file_uploader(key="prune.upload").set_value(("**empty**.jsonl", b"\n\n", "application/json"))
+    _ok(at.run())
+    (error,) = [e.value for e in at.error]
+    assert "line 0" not in error and error.startswith("\\*\\*empty\\*\\*.jsonl: "), error
