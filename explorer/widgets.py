@@ -116,7 +116,7 @@ def data_error_text(e: engine.DataError, limit: int = 30) -> str:
     for one about the whole file (numbered None, e.g. an empty or binary file)."""
     items = [literal(r) if n is None or n <= 0 else f"{e.what} {n}: {literal(r)}" for n, r in e.problems[:limit]]
     if len(items) == 1:
-        return f"{literal(Path(e.source).name)}: {items[0]}"
+        return f"{literal(Path(e.source).name)} has 1 problem: {items[0]}"
     more = f"\n- … and {len(e.problems) - limit} more" if len(e.problems) > limit else ""
     return f"The data has {len(e.problems)} problems:\n" + "\n".join(f"- {i}" for i in items) + more
 

@@ -176,4 +176,4 @@ def test_a_problem_with_the_whole_data_file_is_one_message_without_line_0(app_en
     at.file_uploader(key="prune.upload").set_value(("**empty**.jsonl", b"\n\n", "application/json"))
     _ok(at.run())
     (error,) = [e.value for e in at.error]
-    assert "line 0" not in error and error.startswith("\\*\\*empty\\*\\*.jsonl: "), error
+    assert "line 0" not in error and error.startswith("\\*\\*empty\\*\\*.jsonl has 1 problem: "), error
