@@ -12,13 +12,13 @@ import re
 
 # CommonMark lets a backslash escape any ASCII punctuation. These can start Markdown anywhere in a line: emphasis,
 # code, links and images (`[`), HTML (`<`), tables, strikethrough, maths (`$`), entities (`&`) and Streamlit's
-# colour directives (`:red[…]`, which need the `[`).
+# colour directives (`:red[…]`; Streamlit finds those despite an escaped `[`, so they get a word joiner too).
 _PUNCT = re.compile(r"([\\`*_{}\[\]<>#|~$&])")
 _LINE_START = re.compile(r"^(\s*)(\d+\.|[-+=])")  # a list item or a heading underline at the start
 # Emoji and icon shortcodes (`:smile:`, `:material/home:`) and GFM's bare links (`https://…`, `www.…`, `a@b.org`) are found in the text after
 # the escapes are gone, so a backslash cannot stop them: an invisible word joiner breaks their pattern instead.
 _JOIN = "\u2060"
-_BREAKS = [(re.compile(r":(?=[A-Za-z0-9_+/\-]+:)"), ":" + _JOIN), (re.compile(r"://"), ":" + _JOIN + "//"),
+_BREAKS = [(re.compile(r":(?=[A-Za-z0-9_+/\-]+:)"), ":" + _JOIN), (re.compile(r":(?=[A-Za-z-]+\[)"), ":" + _JOIN), (re.compile(r"://"), ":" + _JOIN + "//"),
            (re.compile(r"(?i)\b(www)\."), r"\1" + _JOIN + "."), (re.compile(r"(?<=\w)@"), _JOIN + "@")]
 
 
