@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from explorer import charts, circuit_widgets, graph_view, resources, state, widgets
+from explorer import charts, circuit_widgets, eval_widgets, graph_view, resources, state, widgets
+from explorer.text import bold, literal
 
 SIZES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)  # sparsities of the faithfulness curve
 
@@ -15,7 +16,7 @@ if circuit is None:
 meta = circuit.meta
 name = meta.get("name", "circuit")
 model_name = resources.model_key(meta.get("model", ""))
-st.caption(f"model **{model_name or '?'}** · task **{meta.get('task', '?')}** · method {meta.get('method', '?')} · "
+st.caption(f"model {bold(model_name or '?')} · task {bold(meta.get('task', '?'))} · method {literal(meta.get('method', '?'))} · "
            f"{circuit.graph.n_edges:,} edges in the full graph · saved cut: {circuit.n_edges:,} edges")
 if meta.get("definition"):   # which definition of the method (and recipe, graph) made it; shown literally
     st.text(meta["definition"])
@@ -52,16 +53,15 @@ def explorer_view() -> None:
 def faithfulness_view() -> None:
     """Measured on a worker thread; this block polls, so moving the threshold never waits for it."""
     st.subheader("Faithfulness at this threshold")
-    tasks = resources.task_names(model_name)
-    task_name = meta.get("task") if meta.get("task") in tasks else resources.default_task(model_name)
-    task_name = st.selectbox("Evaluated on", tasks, index=tasks.index(task_name), key="circuit.eval_task")
+    task_name = eval_widgets.circuit_task(circuit, model_name, "circuit.eval_task")
     try:
         model = resources.get_model(model_name, circuit.graph.split_embeddings)
         if not model.graph.same_as(circuit.graph):
             raise ValueError(f"its graph does not match this circuit's ({model.graph.to_dict()})")
-        task = resources.get_task(model_name, task_name)
-    except Exception as e:  # unknown or unloadable model: explain, keep the rest of the page
-        st.info(f"Faithfulness needs the circuit's model **{model_name or '?'}**, which cannot be used here: {e}")
+        task = eval_widgets.load_task(model_name, task_name)
+    except Exception as e:  # unknown or unloadable model, bad data: explain, keep the rest of the page
+        st.info(f"Faithfulness needs the circuit's model {bold(model_name or '?')} and the task {bold(task_name)}, "
+                f"which cannot be used here: {literal(e)}")
         return
     shown = sess.shown if sess.shown is not None and sess.shown.graph.same_as(circuit.graph) else circuit
     points = [widgets.await_result(resources.evaluate(model_name, task, circuit.with_sparsity(x)), "") for x in SIZES]
@@ -74,7 +74,8 @@ def faithfulness_view() -> None:
     done = [p for p in points if p is not None]
     if done:  # the chart's ⋯ menu saves PNG or SVG
         full = result.full_metric if result is not None else done[0].full_metric
-        st.vega_lite_chart(charts.faithfulness_spec(done, result, full))
+        st.vega_lite_chart(charts.faithfulness_spec(done, result, full), width="content")  # "stretch" = autosize
+        # "fit", which Vega-Lite cannot apply to two concatenated panels (a console warning)
     if len(done) < len(points):
         st.caption(f":material/hourglass_top: Faithfulness curve: {len(done)} of {len(points)} sizes measured…")
     st.vega_lite_chart(charts.histogram_spec(real_scores, sess.shown_threshold), width="stretch", height=240)

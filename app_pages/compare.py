@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 import engine
-from explorer import circuit_widgets, graph_view, overlap, resources, theme, widgets
+from explorer import circuit_widgets, eval_widgets, graph_view, overlap, resources, theme, widgets
+from explorer.text import bold, literal
 
 widgets.require_frame()
 st.title("Compare circuits")
@@ -21,7 +22,7 @@ graphs = {repr(c.graph.to_dict()) for c in circuits.values()}
 hashes = {c.meta.get("config_hash") for c in circuits.values()} - {None, ""}
 models = {resources.model_key(c.meta.get("model", "")) for c in circuits.values()} - {""}
 if len(graphs) > 1 or len(hashes) > 1 or len(models) > 1:
-    st.error(f"These circuits come from different models ({', '.join(sorted(models)) or 'different graphs'}); "
+    st.error(f"These circuits come from different models ({literal(', '.join(sorted(models)) or 'different graphs')}); "
              "compare circuits of one model.")
     st.stop()
 
@@ -55,13 +56,11 @@ if b[1].button("Save the union and open it"):
 
 st.subheader("Evaluation matrix")
 model_name = resources.model_key(next(iter(circuits.values())).meta.get("model", ""))
-tasks = resources.task_names(model_name)
-task_names = [t for t in dict.fromkeys(x.meta.get("task") for x in circuits.values()) if t in tasks]
-picked = st.multiselect("Tasks / prompt styles", tasks, default=task_names or None, key="compare.tasks")
+picked = eval_widgets.compare_tasks(circuits, model_name, "compare.tasks")
 try:
     resources.get_model(model_name)
 except Exception as e:  # circuits whose model is unavailable can still be compared, not evaluated
-    st.info(f"Evaluation needs the model **{model_name}**: {e}")
+    st.info(f"Evaluation needs the model {bold(model_name)}: {literal(e)}")
     st.stop()
 rows_c = {**circuits, "intersection": inter, "full model": engine.Circuit.full(union.graph)}
 
@@ -72,9 +71,9 @@ def evaluation_matrix() -> None:
     table, waiting = {rname: {} for rname in rows_c}, 0
     for t in picked:
         try:
-            task = resources.get_task(model_name, t)
+            task = eval_widgets.load_task(model_name, t)
         except (KeyError, ValueError) as e:
-            st.warning(f"{t}: {e}")
+            st.warning(f"{literal(t)}: {literal(e)}")
             continue
         for rname, circ in rows_c.items():
             r = widgets.await_result(resources.evaluate(model_name, task, circ), "")

@@ -4,20 +4,20 @@ import pandas as pd
 import streamlit as st
 
 import engine
-from explorer import charts, lessons, resources, state, theme, widgets
+from explorer import charts, learn_widgets, lessons, resources, widgets
+from explorer.text import bold, literal
 
 widgets.require_frame()
 st.title("Learn: how Edge Pruning finds a circuit")
-choices = resources.model_choices()
-model_name = next((m for m in choices if "ioi" in m.lower()), widgets.selected_model())
+model_name = learn_widgets.model_choice()
 model = widgets.require_model(model_name)
 task_name = resources.default_task(model_name)
 try:
     task = resources.get_task(model_name, task_name)
 except (KeyError, ValueError) as e:
-    st.error(f"The teaching task {task_name} cannot be built for {model_name}: {e}")
+    st.error(f"The teaching task {task_name} cannot be built for {bold(model_name)}: {literal(e)}")
     st.stop()
-st.caption(f"Driven by the model **{model_name}** ({model.graph.n_edges:,} edges) on the task **{task.name}**.")
+st.caption(f"Driven by the model {bold(model_name)} ({model.graph.n_edges:,} edges) on the task **{task.name}**.")
 
 st.header("1 · Interchange ablation")
 st.markdown("An edge *writer → reader* is **removed** by giving the reader the writer's output from a "
@@ -55,28 +55,7 @@ c2.plotly_chart(charts.hard_concrete(la, beta), config=charts.plotly_config())
 st.header("3 · The sparsity schedule")
 st.markdown("The target share of removed edges ramps up from 0 during a warm-up; Lagrange multipliers, "
             "trained by gradient *ascent*, make the expected sparsity follow it.")
-s1, s2, s3 = st.columns(3)
-steps = s1.slider("steps", 50, 3000, 300, 50, key="learn.steps")
-warm = s2.slider("warm-up share", 0.0, 1.0, 0.8, 0.05, key="learn.warm")
-target = s3.slider("final target", 0.0, 1.1, 0.95, 0.01, key="learn.target")
-st.plotly_chart(charts.sparsity_schedule(steps, int(warm * steps), target), config=charts.plotly_config())
+learn_widgets.schedule_demo(model_name, task)
 
 st.header("4 · Pruning step by step")
-sess = state.session()
-targets = lessons.STAGE_TARGETS
-st.markdown(f"Short runs ({lessons.STAGE_STEPS} steps each) at rising targets {', '.join(map(str, targets))}: "
-            "watch the graph thin out while the KL stays small.")
-b1, b2 = st.columns(2)
-if b1.button("Next stage", disabled=sess.learn_step >= len(targets), type="primary"):
-    sess.learn_step += 1
-if b2.button("Start over"):
-    sess.learn_step = 0
-history = [{"target": 0.0, "edges": model.graph.n_edges, "KL (last step)": 0.0}]
-circuit = engine.Circuit.full(model.graph, {"name": "full model"})
-for target in targets[: sess.learn_step]:
-    circuit, log = resources.learn_stage(model_name, task.name, target, lessons.STAGE_STEPS)
-    history.append({"target": target, "edges": circuit.n_edges, "KL (last step)": log.steps[-1].kl})
-st.dataframe(pd.DataFrame(history), hide_index=True)
-title = f"target {history[-1]['target']}: {circuit.n_edges} edges" if sess.learn_step else "the full model"
-st.iframe(resources.static_graph_html(circuit.circuit_id, title, circuit),
-          height=theme.GRAPH_HEIGHT_PX + theme.IFRAME_EXTRA_PX, alt="learn graph")
+learn_widgets.stages(model_name, model, task)

@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from explorer import circuit_widgets, prompts, resources, widgets
+from explorer import circuit_widgets, eval_widgets, prompt_widgets, prompts, resources, widgets
+from explorer.text import bold, literal
 
 widgets.require_frame()
 st.title("Prompt lab")
@@ -18,18 +19,18 @@ if resources.tracr_program(model_name):
 try:
     model = resources.get_model(model_name)
 except Exception as e:  # the circuit's model is not available here
-    st.error(f"This circuit's model **{model_name or '?'}** cannot be loaded: {e}")
+    st.error(f"This circuit's model {bold(model_name or '?')} cannot be loaded: {literal(e)}")
     st.stop()
 if not model.graph.same_as(circuit.graph):
     st.error("This circuit does not fit its model's graph.")
     st.stop()
-tasks = resources.task_names(model_name)
+tasks = eval_widgets.offered(model_name, [circuit.meta.get("task", "")])
 default = circuit.meta.get("task") if circuit.meta.get("task") in tasks else resources.default_task(model_name)
 task_name = st.selectbox("Corrupted twins from task (when you give none)", tasks, index=tasks.index(default))
 try:
-    task = resources.get_task(model_name, task_name)
+    task = eval_widgets.load_task(model_name, task_name)
 except (KeyError, ValueError) as e:
-    st.warning(f"Task {task_name} is not available for this model ({e}); give corrupted twins yourself.")
+    st.warning(f"Task {literal(task_name)} is not available for this model ({literal(e)}); give corrupted twins yourself.")
     task = None
 
 example = ""
@@ -46,31 +47,33 @@ if not rows:
 try:
     preds = prompts.predict_rows(model, circuit, rows, task, k)
 except ValueError as e:
-    st.error(str(e))
+    st.error(literal(e))
     st.stop()
 
+n_lines = len(preds)
 c = st.columns(3)
-acc_full, acc_circ = prompts.accuracy(preds, "full"), prompts.accuracy(preds, "circuit")
-c[0].metric("Full model accuracy", "—" if acc_full is None else f"{acc_full:.0%}")
-c[1].metric(f"Circuit accuracy ({circuit.n_edges:,} edges)", "—" if acc_circ is None else f"{acc_circ:.0%}")
+for col, which, title in ((c[0], "full", "Full model accuracy"), (c[1], "circuit", f"Circuit accuracy ({circuit.n_edges:,} edges)")):
+    acc, n = prompts.accuracy(preds, which)
+    col.metric(title, "n/a" if acc is None else f"{acc:.0%}")
+    col.caption(f"{n} of {n_lines} line(s) {'has' if n == 1 else 'have'} an expected answer and ran"
+                + ("" if n else ": add `| corrupted | expected` to a line to score it"))
 ok = [p for p in preds if not p.problem]
-c[2].metric("Top-1 agreement", f"{sum(p.agree for p in ok) / len(ok):.0%}" if ok else "—")
+c[2].metric("Top-1 agreement", f"{sum(p.agree for p in ok) / len(ok):.0%}" if ok else "n/a")
+c[2].caption(f"over the {len(ok)} of {n_lines} line(s) that ran")
 
 table = [{"prompt": p.row.clean, "expected": p.row.answer or "",
           "full model": f"{p.full[0][0]!r} {p.full[0][1]:.2f}" if p.full else "",
           "circuit": f"{p.circuit[0][0]!r} {p.circuit[0][1]:.2f}" if p.circuit else "",
-          "agree": p.agree, "corrupted from": p.corrupt_source, "problem": p.problem} for p in preds]
+          "logit diff (full)": p.diff.full if p.diff else None, "logit diff (circuit)": p.diff.circuit if p.diff else None,
+          "vs": f"{p.diff.contrast!r}" if p.diff else "", "agree": p.agree, "corrupted from": p.corrupt_source,
+          "problem": p.problem} for p in preds]
 st.dataframe(pd.DataFrame(table), hide_index=True)
 for i, p in enumerate(preds):
     if p.problem:
-        st.warning(f"Line {i + 1} skipped: {p.problem}")
+        st.warning(f"Line {i + 1} skipped: {literal(p.problem)}")
+    for w in p.warnings:
+        st.warning(f"Line {i + 1}: {literal(w)}")
 
 for i, p in enumerate(preds[:10]):
-    if p.problem:
-        continue
-    with st.expander(f"{i + 1}. {p.row.clean[-80:]}", expanded=i == 0):
-        left, right = st.columns(2)
-        left.markdown("**Full model**")
-        left.dataframe(pd.DataFrame(p.full, columns=["token", "probability"]), hide_index=True)
-        right.markdown("**Circuit**")
-        right.dataframe(pd.DataFrame(p.circuit, columns=["token", "probability"]), hide_index=True)
+    with st.expander(f"{i + 1}. {literal(p.row.clean[-80:])}", expanded=i == 0):
+        prompt_widgets.prompt_detail(p)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from explorer import prune_widgets, run_widgets, widgets
+from explorer.text import bold
 
 widgets.require_frame()
 st.title("Prune: find a circuit with Edge Pruning")
@@ -21,14 +22,14 @@ running = run_widgets.followed(running=True)  # this browser's runs, found again
 with head:
     model = widgets.require_model(model_name)
     g = model.graph
-    st.markdown(f"**{model_name}** · {g.n_layers} layers × {g.n_heads} heads · **{g.n_edges:,} edges** · "
+    st.markdown(f"{bold(model_name)} · {g.n_layers} layers × {g.n_heads} heads · **{g.n_edges:,} edges** · "
                 f"device `{model.device}`")
     for record in running:
         run_widgets.live_progress(record["id"])
     task = widgets.task_picker(model_name, "prune")
     if task is not None:
         sizes = {k: len(v) for k, v in task.splits.items()}
-        st.caption(f"Task **{task.name}** · metric {task.metric} · examples {sizes}")
+        st.caption(f"Task {bold(task.name)} · metric {task.metric} · examples {sizes}")
 if cfg is not None and task is not None:
     prune_widgets.memory_estimate(estimate, model, task, cfg)
 if pressed:

@@ -13,6 +13,8 @@ from engine import masks
 
 from . import theme
 
+VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
+"""The Vega-Lite major version Streamlit draws with (1.67: 6.x); a v5 `$schema` made it warn in the console."""
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
@@ -132,7 +134,8 @@ def faithfulness_spec(points: Sequence[Any], current: Any | None = None, full_me
                            "encoding": {"y": {"field": "full", "type": "quantitative", "title": field}}})
         return {"title": field, "width": 320, "height": 220, "layer": layers}
 
-    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+    # "pad": Streamlit asks for autosize "fit", which Vega-Lite cannot apply to concatenated panels (a warning)
+    return {"$schema": VEGA_LITE_SCHEMA, "autosize": {"type": "pad"},
             "title": "Faithfulness vs circuit size (× = this threshold; dotted = full model)",
             "hconcat": [panel("KL (nats)", theme.CHART_COLORS["kl"], None),
                         panel(name, theme.CHART_COLORS["circuit"], full_metric)]}
@@ -148,15 +151,18 @@ def histogram_spec(scores: Sequence[float], threshold: float | None = None, bins
     rows = [{"from": lo + i * w, "to": lo + (i + 1) * w, "edges": c} for i, c in enumerate(counts) if c > 0]
     layers = [{"data": {"values": rows}, "mark": {"type": "bar", "color": theme.CHART_COLORS["circuit"]},
                # "binned" draws each bar from zero (with a plain x/x2 range vega-lite draws thin horizontal strips)
-               "encoding": {"x": {"field": "from", "type": "quantitative", "bin": "binned", "title": "edge score"},
+               # a bin edge per tick made 50 overlapping labels; a few rounded ticks can be read off
+               "encoding": {"x": {"field": "from", "type": "quantitative", "bin": "binned", "title": "edge score",
+                                  "axis": {"tickCount": 8, "format": ".2~f", "labelOverlap": True}},
                             "x2": {"field": "to"},
-                            "y": {"field": "edges", "type": "quantitative", "scale": {"type": "symlog"}},
+                            "y": {"field": "edges", "type": "quantitative", "scale": {"type": "symlog"},
+                                  "title": "edges (symlog scale)", "axis": {"tickCount": 5, "format": "~s"}},
                             "tooltip": [{"field": "from", "format": ".3f"}, {"field": "edges"}]}}]
     if threshold is not None:
         layers.append({"data": {"values": [{"t": threshold}]},
                        "mark": {"type": "rule", "color": theme.CHART_COLORS["current"], "strokeDash": [4, 4]},
                        "encoding": {"x": {"field": "t", "type": "quantitative"}}})
-    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "title": "Edge scores (dashed = threshold)",
+    return {"$schema": VEGA_LITE_SCHEMA, "title": "Edge scores (dashed = threshold)",
             "width": "container", "height": 200, "layer": layers}
 
 

@@ -15,6 +15,7 @@ import engine
 
 from . import library, resources, state, theme
 from .library import slug as library_slug
+from .text import literal
 from .widgets import selected_model
 
 if TYPE_CHECKING:
@@ -61,15 +62,31 @@ def open_circuit(source: str) -> Circuit:
     return resources.load_entry(name)
 
 
+def _take_upload(key: str) -> None:
+    """on_change of the circuit uploader: runs before the page script, so the picker drawn above the uploader
+    already shows the new circuit in this run (read in the script, it would show one run late)."""
+    up, sess = st.session_state.get(key), state.session()
+    sess.upload_errors.pop(key, None)
+    if up is None:
+        return
+    try:
+        c = resources.circuit_from_upload(up.getvalue(), up.name)
+    except ValueError as e:
+        sess.upload_errors[key] = f"Cannot open {literal(up.name)}: {literal(e)}"
+        return
+    sess.uploaded[c.meta["name"]] = c
+    sess.circuit_name = f"up:{c.meta['name']}"
+
+
 def circuit_upload(key: str) -> None:
-    up = st.file_uploader("Open a circuit file (.safetensors or edges.json)", type=["safetensors", "json"], key=key)
-    if up is not None:
-        try:
-            c = resources.circuit_from_upload(up.getvalue(), up.name)
-            state.session().uploaded[c.meta["name"]] = c
-            state.session().circuit_name = f"up:{c.meta['name']}"
-        except ValueError as e:
-            st.error(f"Cannot open {up.name}: {e}")
+    st.file_uploader("Open a circuit file (.safetensors or edges.json)", type=["safetensors", "json"], key=key,
+                     on_change=_take_upload, args=(key,))
+    if (message := state.session().upload_errors.get(key)) is not None:
+        st.error(message)
+
+
+def _picked(opts: dict[str, str]) -> None:
+    state.session().circuit_name = opts.get(st.session_state.get(state.CIRCUIT_PICK), state.session().circuit_name)
 
 
 def circuit_picker(label: str = "Circuit") -> Circuit | None:
@@ -78,16 +95,19 @@ def circuit_picker(label: str = "Circuit") -> Circuit | None:
     if not opts:
         st.info("No circuits yet: prune one on the **Prune** page, or open a file below.")
         return None
-    sources = list(opts.values())
     sess = state.session()
-    mine = [i for i, lb in enumerate(opts) if f" · {selected_model()} · " in lb]  # the sidebar model's circuits
-    index = sources.index(sess.circuit_name) if sess.circuit_name in sources else (mine or [0])[0]
-    label_pick = st.selectbox(label, list(opts), index=index)
-    sess.circuit_name = opts[label_pick]
+    if sess.circuit_name not in opts.values():
+        mine = [lb for lb in opts if f" · {selected_model()} · " in lb]  # the sidebar model's circuits
+        sess.circuit_name = opts[(mine or list(opts))[0]]
+    # The session's circuit_name is the one truth (uploads, new runs and Compare set it too): the widget is given
+    # its value every run, and a pick goes back through on_change. Steering an unkeyed selectbox by `index`
+    # instead made a new widget each time the index moved, which dropped every second pick.
+    st.session_state[state.CIRCUIT_PICK] = next(lb for lb, src in opts.items() if src == sess.circuit_name)
+    label_pick = st.selectbox(label, list(opts), key=state.CIRCUIT_PICK, on_change=_picked, args=(opts,))
     try:
         return open_circuit(opts[label_pick])
     except (ValueError, KeyError) as e:
-        st.error(f"Cannot open this circuit: {e}")
+        st.error(f"Cannot open this circuit: {literal(e)}")
         return None
 
 
@@ -102,17 +122,29 @@ def threshold_control(circuit: Circuit) -> tuple[Circuit, dict]:
         n = st.slider("Edges kept", 0, total, circuit.n_edges, key=f"circuit.edges.{cid}")
         return graph_view.select(circuit, "edges", n)
     if mode == "sparsity":
-        s = st.slider("Sparsity (share of edges removed)", 0.0, 1.0, round(circuit.sparsity, 4), 0.0005,
-                      format="%.4f", key=f"circuit.sparsity.{cid}")
+        # one step = one edge (a fixed 0.0005 moved none on a 606-edge graph)
+        s = st.slider("Sparsity (share of edges removed)", 0.0, 1.0, circuit.sparsity, 1.0 / total,
+                      format="%.4f" if total <= 10_000 else "%.6f", key=f"circuit.sparsity.{cid}")
         return graph_view.select(circuit, "sparsity", s)
-    real = circuit.scores[circuit.graph.real_edges]
-    lo, hi = float(real.min()), float(real.max())
-    start = min(max(graph_view.view_threshold(circuit, hi), lo), hi)
-    if hi <= lo:
-        st.caption(f"Every edge has the score {lo:.4g}.")
-        return graph_view.select(circuit, "score", lo)
-    t = st.slider("Score ≥", lo, hi, start, (hi - lo) / 1000, format="%.4f", key=f"circuit.score.{cid}")
+    steps = score_steps(circuit)
+    if len(steps) < 2:
+        st.caption(f"Every edge has the score {steps[0]:.4g}.")
+        return graph_view.select(circuit, "score", steps[0])
+    start = graph_view.view_threshold(circuit, steps[-1])
+    start = max((v for v in steps if v <= start), default=steps[0])
+    t = st.select_slider("Score ≥", steps, start, format_func=lambda v: f"{v:.6g}", key=f"circuit.score.{cid}")
     return graph_view.select(circuit, "score", t)
+
+
+def score_steps(circuit: Circuit, most: int = 2000) -> list[float]:
+    """The score slider's stops: distinct edge scores, ascending (at most `most`, spread evenly by rank), so that
+    one step passes at least one edge's score (a step of (max - min) / 1000 often moved none)."""
+    import torch  # noqa: PLC0415 - loaded with the circuit already
+
+    values = torch.unique(circuit.scores[circuit.graph.real_edges].float())
+    if len(values) > most:
+        values = values[torch.linspace(0, len(values) - 1, most).round().long().unique()]
+    return values.tolist()
 
 
 def live_graph(circuit: Circuit, view: dict, n_shown: int, drop: list[str], highlight: str | None,
@@ -176,7 +208,7 @@ def circuits_picker(label: str = "Circuits to compare") -> dict[str, Circuit]:
         try:
             c = open_circuit(opts[lb])
         except (ValueError, KeyError) as e:
-            st.error(f"Cannot open {lb}: {e}")
+            st.error(f"Cannot open {literal(lb)}: {literal(e)}")
             continue
         out[c.meta.get("name") or lb] = c
     return out

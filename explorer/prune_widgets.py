@@ -13,6 +13,7 @@ import streamlit as st
 from engine.budget_spec import DEFAULT_BUDGET, DEFAULT_SEARCH, Budget
 
 from . import resources, state
+from .text import literal
 
 if TYPE_CHECKING:
     from streamlit.delta_generator import DeltaGenerator
@@ -75,7 +76,7 @@ def prune_form(model_name: str, key: str = "prune") -> PruneConfig | None:
                       node_sparsity=float(node_sparsity) if use_nodes else None, warmup_steps=int(warmup) or None,
                       lr_gates=float(lr_gates), lr_lambdas=float(lr_lambdas), seed=int(seed), ablation=ablation)
     except ValueError as e:
-        st.error(f"Impossible settings: {e}")
+        st.error(f"Impossible settings: {literal(e)}")
         return None
     return cfg
 
@@ -87,7 +88,7 @@ def memory_estimate(slot: DeltaGenerator, model: MaskedTransformer, task: Task, 
     try:
         text, fits = memory_note.note(model, task, cfg)
     except ValueError as e:
-        slot.caption(f"No memory estimate: {e}")
+        slot.caption(f"No memory estimate: {literal(e)}")
         return
     if fits:
         slot.caption(text)

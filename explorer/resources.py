@@ -7,6 +7,7 @@ so the app's first page draws before torch has loaded; the functions below load 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import replace
@@ -22,6 +23,8 @@ from .library import Library
 
 if TYPE_CHECKING:
     from engine import Circuit, EvalResult, MaskedTransformer, Task
+
+    from .lessons import Stage
 
 ENV_MODELS = "CIRCUIT_EXPLORER_MODELS"
 """`name=path;name2=path2`: the models offered instead of the shipped ones (tests, custom setups)."""
@@ -49,9 +52,23 @@ def tracr_program(model_name: str) -> str | None:
 
 
 def task_names(model_name: str) -> list[str]:
-    """Tasks a model can be pruned and evaluated on: a Tracr program has its own inputs only."""
+    """Tasks a model can be pruned and evaluated on: a Tracr program has its own inputs only; a model whose folder
+    says what it was trained on (the embedded models' `train_log.json`) those tasks; any other model every task."""
     program = tracr_program(model_name)
-    return [f"tracr-{program}"] if program else list(engine.TASKS)
+    if program:
+        return [f"tracr-{program}"]
+    return trained_tasks(model_name) or list(engine.TASKS)
+
+
+def trained_tasks(model_name: str) -> list[str]:
+    """The built-in tasks named in the model folder's `train_log.json` (`recipe.tasks`); [] when it names none."""
+    source = model_choices().get(model_name, model_name)
+    folder = engine.embedded_models().get(source) or Path(source)
+    try:
+        recipe = json.loads((Path(folder) / "train_log.json").read_text()).get("recipe", {})
+    except (OSError, ValueError, AttributeError):  # no such file (hub ids, other folders) or not a log
+        return []
+    return [t for t in recipe.get("tasks", []) if t in engine.TASKS] if isinstance(recipe, dict) else []
 
 
 def prune_defaults(model_name: str) -> engine.PruneConfig:
@@ -203,11 +220,20 @@ def model_key(name: str) -> str:
     return name
 
 
-@st.cache_resource(max_entries=16, show_spinner="Pruning…")
-def learn_stage(model_name: str, task_name: str, target: float, n_steps: int) -> tuple[Circuit, engine.PruneLog]:
-    """A short teaching run at one sparsity target (cached: a class sees the same result)."""
-    cfg = engine.PruneConfig(n_steps=n_steps, batch_size=16, edge_sparsity=target)
-    return engine.prune(get_model(model_name), get_task(model_name, task_name), cfg)
+@st.cache_resource(max_entries=48, show_spinner=False)
+def learn_stage(model_name: str, task_name: str, index: int, max_steps: int) -> Stage:
+    """Stage `index` of Learn's step-by-step run, continued from stage index - 1 (cached: a class shares them)."""
+    from . import lessons  # noqa: PLC0415 - torch stays out of the first render
+    previous = learn_stage(model_name, task_name, index - 1, max_steps).circuit if index > 0 else None
+    return lessons.run_stage(get_model(model_name), get_task(model_name, task_name), lessons.STAGE_TARGETS[index],
+                             previous, max_steps)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def learn_schedule(model_name: str, task_name: str, n_steps: int, warmup: int, target: float) -> engine.PruneLog:
+    """Learn's schedule demo: a real short run (cached per setting)."""
+    from . import lessons  # noqa: PLC0415 - torch stays out of the first render
+    return lessons.schedule_run(get_model(model_name), get_task(model_name, task_name), n_steps, warmup, target)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

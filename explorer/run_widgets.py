@@ -8,12 +8,12 @@ to them; any run of the library can be attached from the Runs list.
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from . import jobs, resources, runs, state
+from .text import literal
 
 if TYPE_CHECKING:
     from engine import MaskedTransformer, PruneConfig, Task
@@ -26,12 +26,6 @@ FOLLOW_IN_URL = 3  # runs named in the URL: the browser's latest
 POLL_S = 2.0       # live view: how often it reads the record (the worker rewrites it at most every second)
 CHART_S = 5.0      # ... and how often it redraws the curves (only when steps arrived)
 _SPECS: dict[str, tuple[int, dict]] = {}  # run id -> (steps drawn, chart spec): rebuilt only when steps arrived
-_MD = re.compile(r"([\\`*_\[\]|~<>:$])")  # what changes inline markdown (labels are one line, never at its start)
-
-
-def literal(text: object) -> str:
-    """User text (file and model names in labels) for markdown, shown as typed."""
-    return _MD.sub(r"\\\1", str(text))
 
 
 def store() -> runs.RunStore:
@@ -149,14 +143,14 @@ def last_result() -> None:
                    f"{record['target_sparsity']:.2%}).")
     if record.get("error"):
         (st.warning if record["state"] == "interrupted" else st.error)(
-            f"The run {outcome}: {record['error']}" + (" Start it again with the same settings." if
+            f"The run {outcome}: {literal(record['error'])}" + (" Start it again with the same settings." if
                                                       record["state"] == "interrupted" else ""))
     if record.get("miss"):
         st.warning(f":material/warning: {record['miss']}")
     if record.get("unfaithful"):
         st.warning(f":material/warning: {record['unfaithful']}")
     for w in record.get("warnings", []):
-        st.warning(w)
+        st.warning(literal(w))
     if record.get("circuit"):
         sess.circuit_name = f"lib:{record['circuit']}"
         if record.get("budget"):

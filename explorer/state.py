@@ -34,10 +34,12 @@ class Session:
                                                   # a file uploader forgets its file on a page switch
     unsaved: dict[str, Circuit] = field(default_factory=dict)   # results not in the library (e.g. cancelled)
     learn_step: int = 0                        # Learn page: how many pruning stages have run
+    learn_model: str = ""                      # Learn page: the model those stages belong to
     shown: Circuit | None = None               # Circuit page: the selection on screen (for faithfulness)
     shown_threshold: float = 0.0
     last_seen: str = ""                        # circuit id seen at the last faithfulness poll
     notices: list[str] = field(default_factory=list)
+    upload_errors: dict[str, str] = field(default_factory=dict)  # circuit uploader key -> why its file did not open
 
 
 def session() -> Session:
@@ -70,5 +72,11 @@ def kept(key: str, default: object, options: object = None) -> str:
     return key
 
 
-def remember(key: str, value: object) -> None:
-    st.session_state.setdefault(KEPT, {})[key] = value
+def remember(key: str, value: object, default: object = None) -> None:
+    """Keep `value` for `kept`; with `default` given, only a value that differs from it (a choice the user made,
+    not a default that may change, e.g. when an option it stood in for becomes available)."""
+    store = st.session_state.setdefault(KEPT, {})
+    if default is not None and value == default:
+        store.pop(key, None)
+    else:
+        store[key] = value

@@ -9,6 +9,7 @@ and the Prune page draws its title and form before the model (and torch) have lo
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -16,6 +17,7 @@ import streamlit as st
 import engine
 
 from . import resources, state
+from .text import bold, literal
 
 if TYPE_CHECKING:
     from engine import MaskedTransformer, Task
@@ -33,7 +35,7 @@ def sidebar_model_picker() -> str:
     if pick == OTHER_MODEL:
         custom = st.sidebar.text_input("Hub id or local folder", key=state.MODEL_CUSTOM, placeholder="gpt2")
         pick = custom.strip() or (choices[0] if choices else "")
-    st.sidebar.caption(f"Circuit library: `{resources.library().folder}`")
+    st.sidebar.caption(f"Circuit library: {literal(resources.library().folder)}")
     return pick
 
 
@@ -59,7 +61,7 @@ def require_model(name: str) -> MaskedTransformer:
     try:
         return resources.get_model(name)
     except Exception as e:  # any loader failure is the user's to fix, not a traceback
-        st.error(f"Could not load model **{name}**: {e}\n\nOffline? Use an embedded model or a local folder.")
+        st.error(f"Could not load model {bold(name)}: {literal(e)}\n\nOffline? Use an embedded model or a local folder.")
         st.stop()
 
 
@@ -80,7 +82,7 @@ def task_picker(model_name: str, key: str) -> Task | None:
                                 disabled=len(names) == 1)
             state.remember(task_key, name)
             task = resources.get_task(model_name, name)
-            st.caption(engine.TASKS[name].description if name in engine.TASKS else task.description)
+            st.caption(engine.TASKS[name].description if name in engine.TASKS else literal(task.description))
             return task
         up = st.file_uploader("JSONL: one {\"clean\": \"…<predict>answer</predict>\", \"corrupted\": …} per line",
                               type=["jsonl", "json", "txt"], key=f"{key}.upload")
@@ -89,7 +91,7 @@ def task_picker(model_name: str, key: str) -> Task | None:
             sess.data_upload = (up.name, up.getvalue())
         elif sess.data_upload is not None:
             note, forget = st.columns([5, 1], vertical_alignment="center")
-            note.caption(f"Using **{sess.data_upload[0]}**, uploaded earlier in this session; upload another "
+            note.caption(f"Using {bold(sess.data_upload[0])}, uploaded earlier in this session; upload another "
                          "file to replace it.")
             if forget.button("Forget it", key=f"{key}.forget_upload"):
                 sess.data_upload = None
@@ -99,15 +101,24 @@ def task_picker(model_name: str, key: str) -> Task | None:
         name, data = sess.data_upload
         task = resources.jsonl_task(model_name, data, name)
         if note := task.meta.get("splits_note"):
-            st.info(f"{name}: {note}.")
+            st.info(f"{literal(name)}: {literal(note)}.")
         return task
     except engine.DataError as e:
-        lines = "\n".join(f"- {item}" for item in e.items()[:30])
-        st.error(f"The data has {len(e.problems)} problem(s):\n{lines}")
+        st.error(data_error_text(e))
     except (KeyError, ValueError) as e:
-        st.error(f"Cannot build this task for {model_name}: {e}")
+        st.error(f"Cannot build this task for {bold(model_name)}: {literal(e)}")
     return None
 
+
+
+def data_error_text(e: engine.DataError, limit: int = 30) -> str:
+    """The problems of bad task data as Markdown, user text escaped: `line n: reason`, or the reason alone
+    for one about the whole file (numbered None, e.g. an empty or binary file)."""
+    items = [literal(r) if n is None or n <= 0 else f"{e.what} {n}: {literal(r)}" for n, r in e.problems[:limit]]
+    if len(items) == 1:
+        return f"{literal(Path(e.source).name)} has 1 problem: {items[0]}"
+    more = f"\n- … and {len(e.problems) - limit} more" if len(e.problems) > limit else ""
+    return f"The data has {len(e.problems)} problems:\n" + "\n".join(f"- {i}" for i in items) + more
 
 
 def await_result(status: tuple[str, object], waiting: str) -> object | None:
@@ -116,7 +127,7 @@ def await_result(status: tuple[str, object], waiting: str) -> object | None:
     if kind == "done":
         return value
     if kind == "error":
-        st.warning(f"Evaluation failed: {value}")
+        st.warning(f"Evaluation failed: {literal(value)}")
     elif waiting:
         st.caption(f":material/hourglass_top: {waiting}")
     return None

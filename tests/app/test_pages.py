@@ -176,9 +176,11 @@ def test_circuit_threshold_moves_stats(app_env):
     assert int(at.metric[0].value) == shown.with_sparsity(0.5).prune_dangling().n_edges
     at.radio(key="circuit.mode").set_value("score")
     _ok(at.run())
-    real = shown.scores[shown.graph.real_edges]
-    t = float(real.median())
-    at.slider[0].set_value(t)
+    from explorer.circuit_widgets import score_steps
+
+    stops = score_steps(shown)   # the score slider stops at distinct edge scores
+    t = stops[len(stops) // 2]
+    at.select_slider[0].set_value(t)
     _ok(at.run())
     assert int(at.metric[0].value) == shown.threshold(t).prune_dangling().n_edges
 
@@ -187,7 +189,7 @@ def _shown_example(app_env, at: AppTest):  # noqa: ANN001, ANN202
     """The example circuit the Circuit page opened (the first circuit picker names it)."""
     from engine import Circuit
 
-    name = next(s.value for s in at.selectbox if s.key is None).split(" (example)")[0]
+    name = next(s.value for s in at.selectbox if s.label == "Circuit").split(" (example)")[0]
     return Circuit.load(Path(app_env["CIRCUIT_EXAMPLES"]) / f"{name}.safetensors")
 
 
