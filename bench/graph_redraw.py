@@ -42,7 +42,7 @@ n = st.slider("Edges kept", 0, c.graph.n_edges, c.n_edges)
 sel, view = graph_view.select(c, "edges", n)
 st.metric("Edges", sel.n_edges)
 if mode == "bridge":
-    circuit_widgets.live_graph(c, view, sel.n_edges, [], None, "bench")
+    circuit_widgets.live_graph(c, view, sel.n_edges, "bench")
 else:
     html = pyvis_html.render(graph_view.to_nx(c, include="all"), graph_id=f"reload-{{n}}", state=view)
     st.iframe(html, height=670, alt=f"circuit graph reload-{{n}}")

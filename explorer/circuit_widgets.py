@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 MAX_EDGES_SENT = 3000  # edges shipped to the browser at once; more only when a threshold needs them
 
 
-# Posts a view state to the graph iframe (and remembers it for an iframe that is still loading).
-# The iframe keeps its document, so a threshold change costs one small message, not a reload.
+# Posts a view state to the graph iframe (and remembers it for an iframe that is still loading), and carries a
+# node clicked in the graph back to Python as the trigger value `clicked`. The iframe keeps its document, so a
+# threshold change costs one small message, not a reload.
 _BRIDGE = st.components.v2.component("circuit_explorer_graph_bridge", html="<span></span>", js="""
 export default function (component) {
   const data = component.data || {};
@@ -34,9 +35,21 @@ export default function (component) {
   for (const frame of document.querySelectorAll("iframe")) {
     try { frame.contentWindow.postMessage({circuitExplorer: data}, "*"); } catch (err) { /* cross-origin */ }
   }
+  const onClick = ev => {
+    const c = ev.data && ev.data.ceClick;
+    if (c && c.graph === data.graph) component.setTriggerValue("clicked", c.node);
+  };
+  window.addEventListener("message", onClick);
+  return () => window.removeEventListener("message", onClick);
 }
 """)
 
+
+def _select_clicked(bridge_key: str, select_key: str) -> None:
+    """A node clicked in the graph becomes the selection (the same widget state as the node selectbox)."""
+    node = getattr(st.session_state.get(bridge_key), "clicked", None)
+    if node:
+        st.session_state[select_key] = node
 
 
 # ---- circuits ----
@@ -115,17 +128,31 @@ def threshold_control(circuit: Circuit) -> tuple[Circuit, dict]:
     return graph_view.select(circuit, "score", t)
 
 
-def live_graph(circuit: Circuit, view: dict, n_shown: int, drop: list[str], highlight: str | None,
-               title: str) -> str:
-    """Draw the graph once per circuit; later calls only post the new view state. Returns the HTML."""
+def live_graph(circuit: Circuit, view: dict, n_shown: int, title: str, select_key: str | None = None) -> str:
+    """Draw the graph once per circuit; later calls only post the new view state. Returns the HTML.
+
+    Args:
+        view: threshold/max_rank (graph_view.select) plus drop, highlight, focus, pinned, effects, groups.
+        n_shown: edges the view selects (more than MAX_EDGES_SENT sends a larger graph).
+        select_key: session key of the node selectbox that a click in the graph sets.
+    """
     cap = MAX_EDGES_SENT if n_shown <= MAX_EDGES_SENT else int(math.ceil(n_shown / 1000) * 1000)
     cap = min(cap, circuit.graph.n_edges)
     graph_id = f"g{circuit.circuit_id}-{cap}"
-    view = {"graph": graph_id, **view, "drop": drop, "highlight": highlight}
+    view = {**view, "graph": graph_id}
     html = resources.graph_html(circuit.circuit_id, cap, title, "", circuit, view)
-    st.iframe(html, height=theme.GRAPH_HEIGHT_PX + theme.IFRAME_EXTRA_PX, alt=f"circuit graph {graph_id}")
-    _BRIDGE(data=view, key=f"bridge.{graph_id}", height=1)
+    st.iframe(html, height=theme.graph_height(circuit.graph.n_layers) + theme.IFRAME_EXTRA_PX,
+              alt=f"circuit graph {graph_id}")
+    bridge(view, f"bridge.{graph_id}", select_key)
     return html
+
+
+def bridge(view: dict, key: str, select_key: str | None = None) -> None:
+    """Send `view` to the graph `view["graph"]`; a click on a node sets `select_key` (when given)."""
+    if select_key is None:
+        _BRIDGE(data=view, key=key, height=1)
+    else:
+        _BRIDGE(data=view, key=key, height=1, on_clicked_change=lambda: _select_clicked(key, select_key))
 
 
 def downloads(circuit: Circuit, selection: Circuit, view: dict, title: str, stem: str) -> None:
