@@ -9,6 +9,7 @@ FORBIDDEN = {
     "explorer/graph_view.py": {"streamlit"}, "explorer/pyvis_html.py": {"streamlit"},
     "explorer/charts.py": {"streamlit"}, "explorer/theme.py": {"streamlit"}, "explorer/memory_note.py": {"streamlit"},
     "explorer/frontier.py": {"streamlit"},
+    "explorer/layout.py": {"streamlit"}, "explorer/inspector.py": {"streamlit"}, "explorer/overlap.py": {"streamlit"},
 }
 
 
