@@ -8,14 +8,17 @@ import torch
 from engine import trace as tr
 from engine.weights import load_model
 
-from ..conftest import save_gpt2
-
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    from transformers import GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    path = save_gpt2(tmp_path_factory.mktemp("trace_gpt2"), n_layer=3, n_head=4, n_embd=16, vocab=40, seed=3)
+    # initializer_range 0.3 (not 0.02): outputs and effects large enough that a wrong one shows
+    torch.manual_seed(3)
+    cfg = GPT2Config(n_layer=3, n_head=4, n_embd=16, vocab_size=40, n_positions=16, bos_token_id=0,
+                     eos_token_id=0, initializer_range=0.3)
+    path = tmp_path_factory.mktemp("trace_gpt2")
+    GPT2LMHeadModel(cfg).eval().save_pretrained(path)
     hf = GPT2LMHeadModel.from_pretrained(str(path), attn_implementation="eager").eval()
     return load_model(str(path), device="cpu"), hf
 
@@ -64,6 +67,7 @@ def test_direct_effects_add_up_by_hand(pair, circuit: bool) -> None:  # noqa: AN
     d = model.W_U[:, a] - model.W_U[:, b]
     b_o = sum(blk.b_O for blk in model.blocks)
     rest = ((b_o - b_o.mean()) * scale * model.lnf_w) @ d + model.lnf_b @ d + model.b_U[a] - model.b_U[b]
+    assert max(abs(v) for v in eff.values()) > 0.1  # effects of a size where a wrong one shows
     assert eff["rest"] == pytest.approx(float(rest), abs=1e-4)
     logits = tr.logits(model, t)[pos]
     assert sum(eff.values()) == pytest.approx(float(logits[a] - logits[b]), abs=1e-4)
