@@ -16,12 +16,27 @@ def _ld(model, pair, keep) -> float:  # noqa: ANN001
     return float(out[pair.answer] - out[pair.other])
 
 
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A random GPT-2 with weights large enough (init 0.3, not 0.02) that edge effects are far from zero."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from engine.weights import load_model
+
+    torch.manual_seed(5)
+    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=16, vocab_size=32, n_positions=16, bos_token_id=0, eos_token_id=0,
+                     initializer_range=0.3)
+    path = tmp_path_factory.mktemp("probe_gpt2")
+    GPT2LMHeadModel(cfg).eval().save_pretrained(path)
+    return load_model(str(path), device="cpu")
+
+
 @pytest.fixture()
-def setup(tiny_model, tiny_task):  # noqa: ANN001, ANN201
-    g = tiny_model.graph
+def setup(model, tiny_task):  # noqa: ANN001, ANN201
+    g = model.graph
     scores = torch.rand(g.n_src, g.n_dst, generator=torch.Generator().manual_seed(1)) * g.real_edges
     circuit = Circuit(g, scores, torch.zeros_like(g.real_edges)).top_n(12)
-    return tiny_model, prompt_probe.from_task(tiny_model, tiny_task, 2), circuit
+    return model, prompt_probe.from_task(model, tiny_task, 2), circuit
 
 
 def test_pair_compares_answer_with_another_token(setup) -> None:  # noqa: ANN001
@@ -33,6 +48,7 @@ def test_exact_edge_effects_equal_removing_each_edge(setup) -> None:  # noqa: AN
     model, pair, circuit = setup
     effects, how = prompt_probe.edge_effects(model, pair, circuit)
     assert how == "exact" and set(effects) == set(circuit.edges())
+    assert max(abs(v) for v in effects.values()) > 0.05  # effects of a size where a wrong one shows
     keep = circuit.keep_float()
     base = _ld(model, pair, keep)
     for e, v in effects.items():
