@@ -20,6 +20,7 @@ st.caption(f"model **{model_name or '?'}** Â· task **{meta.get('task', '?')}** Â
 if meta.get("definition"):   # which definition of the method (and recipe, graph) made it; shown literally
     st.text(meta["definition"])
 sess = state.session()
+task_name = meta.get("task") if meta.get("task") in resources.task_names(model_name) else resources.default_task(model_name)
 real_scores = circuit.scores[circuit.graph.real_edges].tolist()
 
 
@@ -39,6 +40,10 @@ def explorer_view() -> None:
                    + (" (hidden)" if hide else ""))
         node = inspector_widgets.node_picker(circuit.graph)
         extra = inspector_widgets.node_panel(shown, node)
+        with st.expander("On one prompt", expanded=bool(state.get("circuit.effects"))):
+            probe = inspector_widgets.prompt_controls(model_name, task_name)
+            if probe is not None:
+                extra["effects"] = inspector_widgets.edge_effects(*probe, shown)
     with left:
         drop = graph_view.dropped_edges(selection) if hide else []
         view = {**view, "drop": drop, "highlight": node, **extra}
@@ -46,6 +51,8 @@ def explorer_view() -> None:
     sess.shown = shown
     sess.shown_threshold = view["threshold"] if view["threshold"] is not None else graph_view.view_threshold(
         selection, float(circuit.scores.max()))
+    if node is not None and probe is not None:
+        inspector_widgets.node_effects(*probe, shown, node)
     with st.expander("Export (as shown)"):
         circuit_widgets.downloads(circuit, shown, view, name, f"{name}-{shown.n_edges}e")
 

@@ -62,3 +62,95 @@ def node_panel(shown: Circuit, node: str | None) -> dict:
             focus = None
             st.session_state[state.FOCUS] = None
     return {"focus": focus, "pinned": pinned}
+
+
+# ---- one prompt: per-prompt edge effects, a head's attention, a node's direct effect ----
+TYPED = "type a prompt pair…"
+
+
+def prompt_controls(model_name: str, task_name: str) -> tuple[object, object] | None:
+    """Pick a task example (or type a pair). Returns (model, PromptPair), or None with a message."""
+    from . import prompt_probe, resources  # noqa: PLC0415 - torch loads after the first render
+
+    try:
+        model = resources.get_model(model_name)
+        task = resources.get_task(model_name, task_name)
+    except Exception as e:  # unknown or unloadable model: explain, keep the rest of the page
+        st.info(f"Prompt views need the circuit's model **{model_name or '?'}** and task {task_name!r}: {e}")
+        return None
+    examples = task.split("test").examples[:30]
+    labels = [ex.clean for ex in examples] + ([TYPED] if model.tokenizer is not None else [])
+    if not labels:
+        st.info("This task has no examples to show.")
+        return None
+    pick = st.selectbox(f"Prompt ({task_name} test example, or your own)", range(len(labels)),
+                        format_func=lambda i: labels[i], key="circuit.prompt")
+    try:
+        if labels[pick] != TYPED:
+            return model, prompt_probe.from_task(model, task, pick)
+        c = st.columns(2)
+        clean = c[0].text_input("Prompt", examples[0].clean if examples else "", key="circuit.typed_clean")
+        corrupt = c[1].text_input("Corrupted twin (same length)", examples[0].corrupt if examples else "",
+                                  key="circuit.typed_corrupt")
+        answer = c[0].text_input("Answer", examples[0].answer if examples else "", key="circuit.typed_answer")
+        other = c[1].text_input("Compared with (optional)", "", key="circuit.typed_other")
+        return model, prompt_probe.typed(model, clean, corrupt, answer, other)
+    except ValueError as e:
+        st.error(f"Cannot use this prompt pair: {e}")
+        return None
+
+
+@st.cache_data(max_entries=32, show_spinner="Measuring each edge on this prompt…")
+def _edge_effects(key: str, _model: object, _pair: object, _circuit: Circuit) -> tuple[dict[str, float], str]:
+    from . import prompt_probe  # noqa: PLC0415
+
+    return prompt_probe.edge_effects(_model, _pair, _circuit)
+
+
+def edge_effects(model: object, pair: object, shown: Circuit) -> dict[str, float] | None:
+    """Optionally weight the graph's edges by their effect on this prompt; lists the top edges."""
+    from . import prompt_probe  # noqa: PLC0415
+
+    if not st.checkbox("Draw edges by their effect on this prompt", False, key="circuit.effects",
+                       help="Blue: the edge pushes the answer up; orange: down. Width: how much."):
+        return None
+    if shown.n_edges == 0:
+        st.caption("No edge is shown.")
+        return None
+    key = f"{id(model)}:{pair.clean.tolist()}:{pair.corrupt.tolist()}:{pair.answer}:{pair.other}:{shown.circuit_id}"
+    effects, how = _edge_effects(key, model, pair, shown)
+    st.caption(("Exact: the circuit's logit difference minus that without the edge (one run per edge)."
+                if how == "exact" else f"Attribution: the gradient of the logit difference by the edge's gate "
+                f"(more than {prompt_probe.EXACT_MAX_EDGES} edges: exact removal would take one run per edge)."))
+    top = sorted(effects.items(), key=lambda kv: -abs(kv[1]))[:10]
+    st.dataframe([{"edge": e, "effect": round(v, 4)} for e, v in top], hide_index=True)
+    return effects
+
+
+def node_effects(model: object, pair: object, shown: Circuit, node: str) -> None:
+    """A head's attention pattern (model and circuit side by side) and the node's direct effect on the answer."""
+    from . import prompt_probe  # noqa: PLC0415
+
+    if node in ("input", "tok", "pos", "logits") or ".kv" in node:
+        return
+    p = prompt_probe.probe(model, pair, shown)
+    a, o = prompt_probe.token_text(model, pair.answer), prompt_probe.token_text(model, pair.other)
+    full, circ = prompt_probe.direct_effect(model, p, pair, node)
+    st.markdown(f"**Direct effect of {layout.node_label(node)}** on logit({a!r}) − logit({o!r}), through the "
+                f"final norm and unembedding (other token: {pair.what})")
+    c = st.columns(2)
+    c[0].metric("full model", f"{full:+.3f}")
+    c[1].metric("circuit", f"{circ:+.3f}")
+    if ".h" in node:
+        layer, head = int(node[1:].split(".")[0]), int(node.split(".h")[1])
+        rows = prompt_probe.attention(p, layer, head, pair)
+        st.vega_lite_chart({"data": {"values": rows}, "mark": "rect",
+                            "encoding": {"x": {"field": "key", "type": "ordinal", "sort": None, "title": "key token"},
+                                         "y": {"field": "query", "type": "ordinal", "sort": None, "title": "query token"},
+                                         "color": {"field": "weight", "type": "quantitative",
+                                                   "scale": {"domain": [0, 1], "scheme": "blues"}},
+                                         "column": {"field": "model", "type": "nominal", "title": None,
+                                                    "sort": ["full model", "circuit"]},
+                                         "tooltip": [{"field": "query"}, {"field": "key"},
+                                                     {"field": "weight", "format": ".3f"}]}})
+        st.caption(f"Attention of {node} on this prompt (rows: the attending token; columns: the attended one).")
