@@ -154,7 +154,9 @@
     shownNodes.remove([...visibleNodes].filter(id => !used.has(id)));
     shownNodes.update(nodeList);
     const sKey = JSON.stringify([h, effects === null ? null : Object.keys(effects).length + ":" + effMax]);
-    shownEdges.remove([...visible].filter(id => !want.has(id)));
+    const gone = [...visible].filter(id => !want.has(id));
+    if (gone.length || want.size !== visible.size) window.ceChangedAt = Date.now();  // the shown edges changed
+    shownEdges.remove(gone);
     const restyle = sKey !== styleKey ? [...want] : [...want].filter(id => !visible.has(id));
     shownEdges.update(restyle.map(id => edgeStyle(EDGE.get(id), h, effects, effMax)));
     styleKey = sKey;
