@@ -173,9 +173,10 @@ def live_graph(circuit: Circuit, view: dict, n_shown: int, title: str, select_ke
     """
     cap = min(MAX_EDGES_SENT, circuit.graph.n_edges)
     graph_id = f"g{circuit.circuit_id}-{cap}"
+    note = st.container()  # always there, so the message never moves the graph's iframe (which would reload it)
     if n_shown > MAX_EDGES_DRAWN:
         view = {**view, "max_rank": min(view.get("max_rank") or MAX_EDGES_DRAWN, MAX_EDGES_DRAWN)}
-        st.warning(f"Drawing the {MAX_EDGES_DRAWN:,} highest-scoring of the {n_shown:,} selected edges: "
+        note.warning(f"Drawing the {MAX_EDGES_DRAWN:,} highest-scoring of the {n_shown:,} selected edges: "
                    f"{n_shown - MAX_EDGES_DRAWN:,} are hidden, since a graph with more is neither readable nor quick "
                    "to redraw. Raise the threshold to see them all; the statistics and exports use every selected edge.")
     view = {**view, "graph": graph_id}

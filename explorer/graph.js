@@ -167,6 +167,7 @@
     window.ceVisibleNodes = [...used];
     window.ceSelected = h;
     window.ceAppliedAt = Date.now();
+    window.ceApplies = (window.ceApplies || []).slice(-49).concat([window.ceAppliedAt]);  // for benchmarks
     document.body.dataset.visibleEdges = String(visible.size);
     const count = document.getElementById("ce-count");
     if (count) count.textContent = visible.size + " of " + ALL.length + " edges";
