@@ -85,9 +85,13 @@ def prompt_controls(model_name: str, task_name: str) -> tuple[object, object] | 
         return None
     pick = st.selectbox(f"Prompt ({task_name} test example, or your own)", range(len(labels)),
                         format_func=lambda i: labels[i], key="circuit.prompt")
-    try:
-        if labels[pick] != TYPED:
+    if labels[pick] != TYPED:
+        try:
             return model, prompt_probe.from_task(model, task, pick)
+        except ValueError as e:  # e.g. a Tracr program with one numeric output
+            st.info(f"Prompt views are not available for this model: {e}")
+            return None
+    try:
         c = st.columns(2)
         clean = c[0].text_input("Prompt", examples[0].clean if examples else "", key="circuit.typed_clean")
         corrupt = c[1].text_input("Corrupted twin (same length)", examples[0].corrupt if examples else "",

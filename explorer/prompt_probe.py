@@ -55,7 +55,9 @@ def _pair(model: MaskedTransformer, clean: Tensor, corrupt: Tensor, pos: int, an
     what = "its wrong completion"
     if bad < 0 or bad == answer:
         ranked = tr.logits(model, tr.trace(model, corrupt))[pos].argsort(descending=True).tolist()
-        bad = next(t for t in ranked if t != answer)
+        bad = next((t for t in ranked if t != answer), None)
+        if bad is None:
+            raise ValueError("the model has one output, so there is no other token to compare the answer with")
         what = "the full model's best other guess on the corrupted prompt"
     tok = model.tokenizer
     words = tuple(tok.decode([t]) for t in clean.tolist()) if tok is not None else tuple(map(str, clean.tolist()))
