@@ -158,7 +158,7 @@ def graph_html(circuit_id: str, max_edges: int, title: str, state_key: str, _cir
 
 
 @st.cache_data(max_entries=16, show_spinner="Drawing graph…")
-def compare_html(key: str, title: str, _circuits: dict[str, Circuit], _legend: list, _state: dict) -> str:
+def compare_html(key: str, title: str, _circuits: dict[str, Circuit], _legend: list, _state: dict | None = None) -> str:
     """The compare graph of `_circuits` (cut to one threshold); `key` names the circuits and the cut."""
     from . import graph_view, pyvis_html  # noqa: PLC0415 - torch and networkx load after the first page
 
