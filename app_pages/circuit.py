@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import charts, circuit_widgets, eval_widgets, graph_view, resources, state, widgets
+from explorer import charts, circuit_widgets, eval_widgets, graph_view, inspector_widgets, resources, state, widgets
 from explorer.text import bold, literal
 
 SIZES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)  # sparsities of the faithfulness curve
@@ -21,32 +21,41 @@ st.caption(f"model {bold(model_name or '?')} · task {bold(meta.get('task', '?')
 if meta.get("definition"):   # which definition of the method (and recipe, graph) made it; shown literally
     st.text(meta["definition"])
 sess = state.session()
+task_name = meta.get("task") if meta.get("task") in resources.task_names(model_name) else resources.default_task(model_name)
 real_scores = circuit.scores[circuit.graph.real_edges].tolist()
 
 
 @st.fragment
 def explorer_view() -> None:
-    """Threshold, graph and stats; reruns alone when a control moves (the graph only gets a message)."""
+    """Threshold, graph, stats and the node inspector; reruns alone when a control moves or a node is clicked
+    (the graph only gets a message)."""
     left, right = st.columns([3, 1])
     with right:
         selection, view = circuit_widgets.threshold_control(circuit)
         hide = st.checkbox("Hide dangling edges", False, key=state.HIDE_DANGLING,
                            help="Edges with no path from the input or none to the logits.")
-        hl = st.selectbox("Highlight a node's inputs and outputs", ["(none)", *circuit.graph.nodes], key=state.HIGHLIGHT)
         shown = selection.prune_dangling() if hide else selection
         st.metric("Edges", f"{shown.n_edges:,}")
-        st.caption(f"{selection.n_edges - selection.prune_dangling().n_edges} dangling edge(s) in this selection"
+        st.caption(f"{len(shown.nodes())} nodes · sparsity {shown.sparsity:.2%} · "
+                   f"{selection.n_edges - selection.prune_dangling().n_edges} dangling edge(s) in this selection"
                    + (" (hidden)" if hide else ""))
-        st.metric("Nodes", len(shown.nodes()))
-        st.metric("Sparsity", f"{shown.sparsity:.2%}")
+        node = inspector_widgets.node_picker(circuit.graph)
+        extra = inspector_widgets.node_panel(shown, node)
+        with st.expander("On one prompt", expanded=bool(state.get("circuit.effects"))):
+            probe = inspector_widgets.prompt_controls(model_name, task_name)
+            if probe is not None:
+                extra["effects"] = inspector_widgets.edge_effects(*probe, shown)
     with left:
         drop = graph_view.dropped_edges(selection) if hide else []
-        circuit_widgets.live_graph(circuit, view, selection.n_edges, drop, None if hl == "(none)" else hl, name)
+        view = {**view, "drop": drop, "highlight": node, **extra}
+        circuit_widgets.live_graph(circuit, view, selection.n_edges, name, state.HIGHLIGHT)
     sess.shown = shown
     sess.shown_threshold = view["threshold"] if view["threshold"] is not None else graph_view.view_threshold(
         selection, float(circuit.scores.max()))
+    if node is not None and probe is not None:
+        inspector_widgets.node_effects(*probe, shown, node)
     with st.expander("Export (as shown)"):
-        circuit_widgets.downloads(circuit, shown, {**view, "drop": drop}, name, f"{name}-{shown.n_edges}e")
+        circuit_widgets.downloads(circuit, shown, view, name, f"{name}-{shown.n_edges}e")
 
 
 @st.fragment(run_every=1.0)

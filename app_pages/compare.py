@@ -1,7 +1,5 @@
 """Compare page: two or more circuits in one graph, overlap vs chance, and a cross-evaluation matrix."""
 
-from functools import reduce
-
 import pandas as pd
 import streamlit as st
 
@@ -26,33 +24,59 @@ if len(graphs) > 1 or len(hashes) > 1 or len(models) > 1:
              "compare circuits of one model.")
     st.stop()
 
-inter = reduce(lambda a, b: a & b, circuits.values())
-union = reduce(lambda a, b: a | b, circuits.values())
+st.subheader("One threshold for every circuit")
+cut_mode = st.radio("Cut", overlap.CUT_MODES, horizontal=True, key="compare.cut",
+                    help="As saved: each circuit's own selection. Edge count / sparsity: each circuit's best edges "
+                         "by its own scores, the same number for all.")
+total = next(iter(circuits.values())).graph.n_edges
+value = None
+if cut_mode == "edge count":
+    smallest = min(c.n_edges for c in circuits.values()) or min(100, total)
+    value = st.slider("Edges per circuit", 1, total, smallest, key="compare.cut_edges")
+elif cut_mode == "sparsity":
+    value = st.slider("Sparsity of every circuit", 0.0, 1.0, 0.95, 0.001, format="%.3f", key="compare.cut_sparsity")
+shown = overlap.cut(circuits, cut_mode, value)
+inter, union = overlap.combine(shown, "&"), overlap.combine(shown, "|")
+counts = overlap.group_counts(shown)
 c = st.columns(4)
 c[0].metric("Union", f"{union.n_edges:,} edges")
 c[1].metric("Intersection", f"{inter.n_edges:,} edges")
 c[2].metric("Full graph", f"{union.graph.n_edges:,} edges")
-c[3].metric("Jaccard", f"{inter.n_edges / max(union.n_edges, 1):.2f}")
+c[3].metric("Jaccard", f"{inter.n_edges / union.n_edges:.2f}" if union.n_edges else "n/a")
+if not union.n_edges:
+    c[3].caption("n/a: no circuit has an edge at this threshold")
 
-key = "-".join(sorted(x.circuit_id for x in circuits.values()))
 legend = graph_view.group_legend(names)
-html = resources.compare_html(key, " vs ".join(names), circuits, legend)
-st.iframe(html, height=theme.GRAPH_HEIGHT_PX + theme.IFRAME_EXTRA_PX, alt="compare graph")
+groups = list(graph_view.group_colors(names))
+groups = ["shared", *[g for g in groups if g.startswith("only:")], *(["partial"] if len(names) > 2 else [])]
+toggles = st.columns(len(groups))
+show = [g for g, col, (label, _) in zip(groups, toggles, legend)
+        if col.checkbox(f"{label} ({counts[g]:,})", True, key=f"compare.show.{groups.index(g)}")]
+key = "-".join(sorted(x.circuit_id for x in shown.values()))
+view = {"groups": show}
+html = resources.compare_html(key, " vs ".join(names), shown, legend, view)
+st.iframe(html, height=theme.graph_height(union.graph.n_layers) + theme.IFRAME_EXTRA_PX, alt="compare graph")
+circuit_widgets.bridge({**view, "graph": f"cmp-{key}"}, f"bridge.cmp-{key}")
 
 st.subheader("Overlap vs chance")
 rows = [{"A": o.a, "B": o.b, "|A|": o.n_a, "|B|": o.n_b, "shared": o.shared,
          "share of smaller": o.share_of_smaller, "expected by chance": o.expected,
          "observed / expected": o.ratio, "p-value": f"{o.p_value:.3g}"}
-        for o in overlap.pairwise(circuits)]
+        for o in overlap.pairwise(shown)]
 st.dataframe(pd.DataFrame(rows), hide_index=True)
-st.caption("Expected = |A|·|B| / total edges if both were random sets of their sizes; "
+st.caption(f"For the circuits as cut above ({cut_mode}{'' if value is None else f' {value:,}'}). "
+           "Expected = |A|·|B| / total edges if both were random sets of their sizes; "
            "p-value = P(shared ≥ observed) under that hypergeometric null.")
+colors = graph_view.group_colors(names)
+st.vega_lite_chart(overlap.layer_chart_spec(overlap.by_layer(shown),
+                                            {g: (lb, colors[g]) for g, (lb, _) in zip(groups, legend)}),
+                   width="stretch")
 
 b = st.columns(2)
 if b[0].button("Save the intersection and open it", disabled=inter.n_edges == 0):
-    circuit_widgets.save_and_open(inter, "intersection-" + "-".join(names))
+    circuit_widgets.save_and_open(inter, inter.meta["name"])
 if b[1].button("Save the union and open it"):
-    circuit_widgets.save_and_open(union, "union-" + "-".join(names))
+    circuit_widgets.save_and_open(union, union.meta["name"])
 
 st.subheader("Evaluation matrix")
 model_name = resources.model_key(next(iter(circuits.values())).meta.get("model", ""))

@@ -6,7 +6,6 @@ Torch and networkx load on first use, not on import.
 from __future__ import annotations
 
 import json
-import math
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -21,23 +20,63 @@ from .widgets import selected_model
 if TYPE_CHECKING:
     from engine import Circuit
 
-MAX_EDGES_SENT = 3000  # edges shipped to the browser at once; more only when a threshold needs them
+MAX_EDGES_SENT = 3000  # edges shipped to the browser once per circuit (the best by score)
+MAX_EDGES_DRAWN = 2000  # edges drawn at most: beyond, a graph is neither readable nor quick to redraw
 
 
-# Posts a view state to the graph iframe (and remembers it for an iframe that is still loading).
-# The iframe keeps its document, so a threshold change costs one small message, not a reload.
+# Posts a view state to the graph iframe (and remembers it for an iframe that is still loading), and carries a
+# node clicked in the graph back to Python as the trigger value `clicked`. The iframe keeps its document, so a
+# threshold change costs one small message, not a reload.
 _BRIDGE = st.components.v2.component("circuit_explorer_graph_bridge", html="<span></span>", js="""
 export default function (component) {
   const data = component.data || {};
-  window.__circuitExplorer = window.__circuitExplorer || {};
-  window.__circuitExplorer[data.graph] = data;
-  window.__ceBridgeAt = Date.now();
-  for (const frame of document.querySelectorAll("iframe")) {
-    try { frame.contentWindow.postMessage({circuitExplorer: data}, "*"); } catch (err) { /* cross-origin */ }
+  const S = data.slider || null;  // the threshold slider: the graph follows its value before Python reruns
+  const fromSlider = v => {
+    if (S.mode === "score") return {threshold: v, max_rank: S.cap || null};
+    let n = S.mode === "edges" ? Math.round(v) : Math.round((1 - v) * S.total);
+    if (S.cap && n > S.cap) n = S.cap;
+    return {threshold: null, max_rank: n};
+  };
+  const send = view => {
+    window.__circuitExplorer = window.__circuitExplorer || {};
+    window.__circuitExplorer[view.graph] = view;
+    window.__ceBridgeAt = Date.now();
+    for (const frame of document.querySelectorAll("iframe")) {
+      try { frame.contentWindow.postMessage({circuitExplorer: view}, "*"); } catch (err) { /* cross-origin */ }
+    }
+  };
+  let thumb = null;
+  if (S) {
+    for (const el of document.querySelectorAll('[data-testid="stSlider"]')) {
+      const label = el.querySelector("label");
+      if (label && label.innerText.trim() === S.label) thumb = el.querySelector('input[type="range"], [role="slider"]');
+    }
   }
+  const raw = () => Number(thumb.value !== undefined && thumb.value !== "" ? thumb.value : thumb.getAttribute("aria-valuenow"));
+  const now = () => (S.stops ? S.stops[Math.max(0, Math.min(S.stops.length - 1, Math.round(raw())))] : raw());
+  // Python's view is for the value it ran with; a key pressed since then wins.
+  send(thumb && now() !== S.value ? Object.assign({}, data, fromSlider(now())) : data);
+  let observer = null;
+  if (thumb) {
+    observer = new MutationObserver(() => send(Object.assign({}, data, fromSlider(now()))));
+    observer.observe(thumb, {attributes: true, attributeFilter: ["value", "aria-valuetext", "aria-valuenow"]});
+  }
+  const onClick = ev => {
+    const c = ev.data && ev.data.ceClick;
+    if (c && c.graph === data.graph) component.setTriggerValue("clicked", c.node);
+  };
+  window.addEventListener("message", onClick);
+  return () => { window.removeEventListener("message", onClick); if (observer) observer.disconnect(); };
 }
 """)
 
+
+
+def _select_clicked(bridge_key: str, select_key: str) -> None:
+    """A node clicked in the graph becomes the selection (the same widget state as the node selectbox)."""
+    node = getattr(st.session_state.get(bridge_key), "clicked", None)
+    if node:
+        st.session_state[select_key] = node
 
 
 # ---- circuits ----
@@ -120,12 +159,13 @@ def threshold_control(circuit: Circuit) -> tuple[Circuit, dict]:
     total = circuit.graph.n_edges
     if mode == "edge count":
         n = st.slider("Edges kept", 0, total, circuit.n_edges, key=f"circuit.edges.{cid}")
-        return graph_view.select(circuit, "edges", n)
+        return _follow("Edges kept", "edges", n, total, graph_view.select(circuit, "edges", n))
     if mode == "sparsity":
         # one step = one edge (a fixed 0.0005 moved none on a 606-edge graph)
-        s = st.slider("Sparsity (share of edges removed)", 0.0, 1.0, circuit.sparsity, 1.0 / total,
+        label = "Sparsity (share of edges removed)"
+        s = st.slider(label, 0.0, 1.0, circuit.sparsity, 1.0 / total,
                       format="%.4f" if total <= 10_000 else "%.6f", key=f"circuit.sparsity.{cid}")
-        return graph_view.select(circuit, "sparsity", s)
+        return _follow(label, "sparsity", s, total, graph_view.select(circuit, "sparsity", s))
     steps = score_steps(circuit)
     if len(steps) < 2:
         st.caption(f"Every edge has the score {steps[0]:.4g}.")
@@ -133,7 +173,7 @@ def threshold_control(circuit: Circuit) -> tuple[Circuit, dict]:
     start = graph_view.view_threshold(circuit, steps[-1])
     start = max((v for v in steps if v <= start), default=steps[0])
     t = st.select_slider("Score ≥", steps, start, format_func=lambda v: f"{v:.6g}", key=f"circuit.score.{cid}")
-    return graph_view.select(circuit, "score", t)
+    return _follow("Score ≥", "score", t, total, graph_view.select(circuit, "score", t), stops=steps)
 
 
 def score_steps(circuit: Circuit, most: int = 2000) -> list[float]:
@@ -147,17 +187,48 @@ def score_steps(circuit: Circuit, most: int = 2000) -> list[float]:
     return values.tolist()
 
 
-def live_graph(circuit: Circuit, view: dict, n_shown: int, drop: list[str], highlight: str | None,
-               title: str) -> str:
-    """Draw the graph once per circuit; later calls only post the new view state. Returns the HTML."""
-    cap = MAX_EDGES_SENT if n_shown <= MAX_EDGES_SENT else int(math.ceil(n_shown / 1000) * 1000)
-    cap = min(cap, circuit.graph.n_edges)
+def _follow(label: str, mode: str, value: float, total: int, picked: tuple[Circuit, dict],
+            stops: list[float] | None = None) -> tuple[Circuit, dict]:
+    """Tell the bridge which slider drives the view, so the graph follows a key press before Python reruns.
+    `stops`: a select slider's values (its thumb reports the index of the stop)."""
+    selection, view = picked
+    return selection, {**view, "slider": {"label": label, "mode": mode, "value": value, "total": total,
+                                          "cap": MAX_EDGES_DRAWN, "stops": stops}}
+
+
+def live_graph(circuit: Circuit, view: dict, n_shown: int, title: str, select_key: str | None = None) -> str:
+    """Draw the graph once per circuit; later calls only post the new view state. Returns the HTML.
+
+    At most MAX_EDGES_DRAWN edges are drawn (the best by score; both threshold kinds select a prefix of that
+    ranking); the page then says how many are hidden and why.
+
+    Args:
+        view: threshold/max_rank (graph_view.select) plus drop, highlight, focus, pinned, effects, groups.
+        n_shown: edges the view selects.
+        select_key: session key of the node selectbox that a click in the graph sets.
+    """
+    cap = min(MAX_EDGES_SENT, circuit.graph.n_edges)
     graph_id = f"g{circuit.circuit_id}-{cap}"
-    view = {"graph": graph_id, **view, "drop": drop, "highlight": highlight}
+    note = st.container()  # always there, so the message never moves the graph's iframe (which would reload it)
+    if n_shown > MAX_EDGES_DRAWN:
+        view = {**view, "max_rank": min(view.get("max_rank") or MAX_EDGES_DRAWN, MAX_EDGES_DRAWN)}
+        note.warning(f"Drawing the {MAX_EDGES_DRAWN:,} highest-scoring of the {n_shown:,} selected edges: "
+                   f"{n_shown - MAX_EDGES_DRAWN:,} are hidden, since a graph with more is neither readable nor quick "
+                   "to redraw. Raise the threshold to see them all; the statistics and exports use every selected edge.")
+    view = {**view, "graph": graph_id}
     html = resources.graph_html(circuit.circuit_id, cap, title, "", circuit, view)
-    st.iframe(html, height=theme.GRAPH_HEIGHT_PX + theme.IFRAME_EXTRA_PX, alt=f"circuit graph {graph_id}")
-    _BRIDGE(data=view, key=f"bridge.{graph_id}", height=1)
+    st.iframe(html, height=theme.graph_height(circuit.graph.n_layers) + theme.IFRAME_EXTRA_PX,
+              alt=f"circuit graph {graph_id}")
+    bridge(view, f"bridge.{graph_id}", select_key)
     return html
+
+
+def bridge(view: dict, key: str, select_key: str | None = None) -> None:
+    """Send `view` to the graph `view["graph"]`; a click on a node sets `select_key` (when given)."""
+    if select_key is None:
+        _BRIDGE(data=view, key=key, height=1)
+    else:
+        _BRIDGE(data=view, key=key, height=1, on_clicked_change=lambda: _select_clicked(key, select_key))
 
 
 def downloads(circuit: Circuit, selection: Circuit, view: dict, title: str, stem: str) -> None:

@@ -10,7 +10,7 @@ import torch
 from engine.circuit import Circuit
 from engine.graph import EdgeGraph, dst_node
 
-from . import theme
+from . import layout, theme
 
 
 def node_kind(node: str) -> str:
@@ -29,11 +29,13 @@ def edge_kind(reader: str) -> str:
     return reader[-2] if reader.endswith(">") else "other"
 
 
-def positions(graph: EdgeGraph) -> dict[str, tuple[float, float]]:
-    """Layered layout: inputs at the bottom, a row per layer (heads side by side, MLP half a row up), logits on top.
+def positions(graph: EdgeGraph, order: Mapping[str, int] | None = None) -> dict[str, tuple[float, float]]:
+    """Layered layout: inputs at the bottom, a row per layer (heads side by side in `order`, MLP in its own
+    column half a row up), logits on top. The browser re-spaces the shown nodes; this is the starting point.
 
     Returns vis-network coordinates (y grows downwards, so higher layers get smaller y).
     """
+    order = order or {}
     pos: dict[str, tuple[float, float]] = {}
     # Heads spread out until the drawing is about GRAPH_ASPECT wide per unit of height: the view is fitted to
     # the canvas, so a deep, narrow model drawn at X_STEP would fill a strip in the middle of a wide frame.
@@ -49,7 +51,7 @@ def positions(graph: EdgeGraph) -> dict[str, tuple[float, float]]:
         row = graph.node_layer(n)
         kind = node_kind(n)
         if kind == "attn":
-            h = int(n.split(".h")[1])
+            h = order.get(n, int(n.split(".h")[1]))
             x = (h - (graph.n_heads - 1) / 2) * x_step
         elif kind == "kv":
             g = int(n.split(".kv")[1])
@@ -63,11 +65,16 @@ def positions(graph: EdgeGraph) -> dict[str, tuple[float, float]]:
     return pos
 
 
-def _add_nodes(g: nx.MultiDiGraph, graph: EdgeGraph, active: set[str]) -> None:
-    pos = positions(graph)
+def _add_nodes(g: nx.MultiDiGraph, graph: EdgeGraph, active: set[str], keep: torch.Tensor) -> None:
+    """Nodes with their label (`MLP L`), tooltip, row, and head order untangling the `keep` edges."""
+    src, dst = keep.nonzero(as_tuple=True)
+    pairs = [(graph.src_names[i], graph.dst_names[j]) for i, j in zip(src.tolist(), dst.tolist())]
+    order = layout.head_order(graph, pairs)
+    pos = positions(graph, order)
     for n in graph.nodes:
         x, y = pos[n]
-        g.add_node(n, layer=graph.node_layer(n), kind=node_kind(n), x=x, y=y, active=n in active)
+        g.add_node(n, layer=graph.node_layer(n), kind=node_kind(n), x=x, y=y, active=n in active,
+                   label=layout.node_label(n), title=layout.node_title(n), order=order.get(n, -1))
 
 
 def to_nx(circuit: Circuit, include: str = "kept", max_edges: int | None = None) -> nx.MultiDiGraph:
@@ -98,13 +105,20 @@ def to_nx(circuit: Circuit, include: str = "kept", max_edges: int | None = None)
     g = nx.MultiDiGraph(n_layers=graph.n_layers, n_heads=graph.n_heads)
     idx = sel.nonzero().tolist()
     active = set(circuit.nodes())
-    _add_nodes(g, graph, active)
+    _add_nodes(g, graph, active, _untangle_set(circuit))
     rank = ranks(circuit)
     for i, j in idx:
         src, reader = graph.src_names[i], graph.dst_names[j]
         g.add_edge(src, dst_node(reader), key=reader, id=f"{src}->{reader}", score=float(circuit.scores[i, j]),
                    rank=int(rank[i, j]), kept=bool(circuit.keep[i, j]), qkv=edge_kind(reader), reader=reader)
     return g
+
+
+def _untangle_set(circuit: Circuit, n: int = 300) -> torch.Tensor:
+    """The edges the head order is chosen for: the saved cut, or the best `n` edges when it is empty or huge."""
+    if 0 < circuit.n_edges <= 2000:
+        return circuit.keep
+    return circuit.top_n(min(n, circuit.graph.n_edges)).keep
 
 
 def ranks(circuit: Circuit) -> torch.Tensor:
@@ -137,7 +151,7 @@ def compare_nx(circuits: Mapping[str, Circuit]) -> nx.MultiDiGraph:
     g = nx.MultiDiGraph(n_layers=graph.n_layers, n_heads=graph.n_heads, circuits=names)
     colors = group_colors(names)
     active = {n for c in circuits.values() for n in c.nodes()}
-    _add_nodes(g, graph, active)
+    _add_nodes(g, graph, active, union)
     for i, j in union.nonzero().tolist():
         src, reader = graph.src_names[i], graph.dst_names[j]
         members = [n for n in names if bool(circuits[n].keep[i, j])]

@@ -1,15 +1,18 @@
-"""networkx circuit graph -> self-contained interactive HTML (pyvis / vis-network); pure, no file writes.
+"""networkx circuit graph -> self-contained interactive HTML (vis-network, as shipped with pyvis); pure.
 
-Every edge and its score is sent once; the threshold, the hidden (dangling) edges and the highlighted node
-are applied in the page's own JavaScript with vis-network DataViews. Inside the app a tiny bridge posts
-new view states to the iframe, so moving a threshold never reloads the graph.
+Every node and edge with its score is sent once as JSON; `graph.js` (next to this file) lays out the shown
+nodes to fill the canvas, and applies the threshold, hidden (dangling) edges, the selected node, a focus
+neighbourhood, compare groups and per-prompt edge effects in the page. Inside the app a tiny bridge posts new
+view states to the iframe and carries node clicks back, so moving a threshold never reloads the graph.
 """
 
 from __future__ import annotations
 
+import functools
 import html
+import importlib.util
 import json
-import re
+from pathlib import Path
 
 import networkx as nx
 
@@ -17,9 +20,9 @@ from engine import Circuit
 
 from . import graph_view, theme
 
-# pyvis's template links Bootstrap from a CDN even with in-line resources; offline that blocks the page.
-_CDN_TAGS = re.compile(r"<link[^>]*cdn\.jsdelivr\.net[^>]*/>|<script[^>]*cdn\.jsdelivr\.net[^>]*>\s*</script>", re.S)
-_HEADING = re.compile(r"<center>\s*<h1>.*?</h1>\s*</center>", re.S)
+SCRIPT = Path(__file__).with_name("graph.js")
+DEFAULT_STATE = {"threshold": None, "max_rank": None, "drop": [], "highlight": None, "focus": None,
+                 "groups": None, "pinned": [], "effects": None}
 
 
 def js_json(obj: object) -> str:
@@ -28,69 +31,51 @@ def js_json(obj: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _rgba(hex_color: str, alpha: float) -> str:
-    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha:.3f})"
+@functools.lru_cache(maxsize=1)
+def _vis_assets() -> tuple[str, str]:
+    """vis-network's script and stylesheet from the installed pyvis package (read, never imported: pyvis
+    imports IPython, ~1 s)."""
+    spec = importlib.util.find_spec("pyvis")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pyvis is not installed (pip install -r requirements.txt): it ships vis-network")
+    lib = Path(next(iter(spec.submodule_search_locations))) / "templates" / "lib" / "vis-9.1.2"
+    return (lib / "vis-network.min.js").read_text(encoding="utf-8"), (lib / "vis-network.css").read_text(encoding="utf-8")
 
 
-def _edge_style(data: dict, lo: float, hi: float) -> dict:
-    """Colour by q/k/v/other (or compare group), width and opacity by score."""
-    span = hi - lo
-    frac = 1.0 if span <= 0 else min(1.0, max(0.0, (data["score"] - lo) / span))
-    color = data.get("color") or theme.EDGE_COLORS[data["qkv"]]
-    alpha = theme.EDGE_OPACITY[0] + frac * (theme.EDGE_OPACITY[1] - theme.EDGE_OPACITY[0])
-    width = theme.EDGE_WIDTH[0] + frac * (theme.EDGE_WIDTH[1] - theme.EDGE_WIDTH[0])
-    if data.get("members"):  # compare graphs: colour says who holds the edge; all edges stay clearly visible
-        alpha, width = theme.EDGE_OPACITY[1], 1.5 + 2.5 * frac
-    roundness = {"q": 0.05, "k": 0.15, "v": 0.25}.get(data["qkv"], 0.0)
-    if data.get("members"):
-        title = f"{data['id']}\nin: " + ", ".join(data["members"])
-    else:
-        title = f"{data['id']}\nscore {data['score']:.4g}" + ("" if data.get("kept", True) else "\n(not in the saved cut)")
-    return {"color": {"color": _rgba(color, alpha), "highlight": _rgba(color, 1.0), "hover": _rgba(color, 1.0)},
-            "width": round(width, 2), "title": title, "smooth": {"type": "curvedCW", "roundness": roundness},
-            "arrows": {"to": {"enabled": True, "scaleFactor": 0.4}}}
-
-
-def build_network(g: nx.MultiDiGraph, height_px: int = theme.GRAPH_HEIGHT_PX):  # noqa: ANN201 - pyvis Network
-    """A pyvis Network with fixed layered positions, physics off; edges carry `score`, `rank` and `kept`."""
-    from pyvis.network import Network  # noqa: PLC0415 - pyvis imports IPython (~1 s); pages without graphs skip it
-
-    net = Network(height=f"{height_px}px", width="100%", directed=True, cdn_resources="in_line")
-    for n, d in g.nodes(data=True):
-        kind = d["kind"]
-        net.add_node(n, label=n, title=f"{n}\n{kind}, layer {d['layer']:g}", x=d["x"], y=d["y"],
-                     color=theme.NODE_COLORS[kind], size=theme.NODE_SIZE[kind], physics=False, shape="dot")
-    scores = [d["score"] for _, _, d in g.edges(data=True)]
-    lo, hi = (min(scores), max(scores)) if scores else (0.0, 1.0)
+def graph_data(g: nx.MultiDiGraph) -> dict:
+    """The JSON the page draws: nodes (id, label, tooltip, kind, row, order, colours) and edges (id, ends,
+    score, rank, q/k/v kind, saved-cut flag, and for compare graphs the group, members and colour)."""
+    nodes = [{"id": n, "label": d.get("label", n), "title": d.get("title", n), "kind": d["kind"], "row": d["layer"],
+              "order": d.get("order", -1), "x": d["x"], "y": d["y"], "color": theme.NODE_COLORS[d["kind"]],
+              "fill": theme.NODE_FILL[d["kind"]]} for n, d in g.nodes(data=True)]
+    edges = []
     for u, v, d in g.edges(data=True):
-        net.add_edge(u, v, id=d["id"], score=d["score"], rank=d.get("rank", 0), kept=d.get("kept", True),
-                     **_edge_style(d, lo, hi))
-    net.toggle_physics(False)
-    net.set_options(json.dumps({
-        "physics": {"enabled": False},
-        "interaction": {"hover": True, "tooltipDelay": 80, "navigationButtons": False, "multiselect": True},
-        "edges": {"selectionWidth": 2},
-        # labels sit under their node, where edges from lower layers arrive: a backing keeps them legible
-        "nodes": {"font": {"size": 13, "background": "rgba(255,255,255,0.85)"}},
-    }))
-    return net
+        e = {"id": d["id"], "from": u, "to": v, "score": d["score"], "rank": d.get("rank", 0),
+             "kept": d.get("kept", True), "qkv": d["qkv"], "color": d.get("color") or theme.EDGE_COLORS[d["qkv"]]}
+        if d.get("members") is not None:
+            e.update(group=d["group"], members=d["members"])
+        edges.append(e)
+    return {"nodes": nodes, "edges": edges}
 
 
 def _legend_html(legend: list[tuple[str, str]]) -> str:
     items = "".join(f'<span class="ce-key"><i style="background:{html.escape(c)}"></i>{html.escape(label)}</span>'
                     for label, c in legend)
-    return f'<div id="ce-legend">{items}</div>'
-
-
-def standalone(circuit: Circuit, selection: Circuit, view: dict, title: str, max_edges: int = 3000) -> str:
-    """The export: every edge up to `max_edges` (and all selected), opening on `view`, with its own slider."""
-    g = graph_view.to_nx(circuit, include="all", max_edges=max(max_edges, selection.n_edges))
-    return render(g, title=title, graph_id="export", state=view)
+    return f'<div id="ce-legend">{items}<button id="ce-fit" title="Zoom to the shown nodes">Fit</button></div>'
 
 
 def qkv_legend() -> list[tuple[str, str]]:
     return [(theme.EDGE_LABELS[k], c) for k, c in theme.EDGE_COLORS.items()]
+
+
+def standalone(circuit: Circuit, selection: Circuit, view: dict, title: str, max_edges: int = 3000) -> str:
+    """The export: every edge up to `max_edges` (and all selected), opening on `view`, with its own labelled
+    slider whose maximum shows every edge in the file."""
+    g = graph_view.to_nx(circuit, include="all", max_edges=max(max_edges, selection.n_edges))
+    note = "" if g.number_of_edges() == circuit.graph.n_edges else (
+        f" (the best {g.number_of_edges():,} of the model's {circuit.graph.n_edges:,} edges are in this file)")
+    return render(g, title=title + note, graph_id="export", state=view,
+                  height_px=theme.graph_height(circuit.graph.n_layers))
 
 
 def render(g: nx.MultiDiGraph, title: str = "", graph_id: str = "graph", state: dict | None = None,
@@ -101,94 +86,44 @@ def render(g: nx.MultiDiGraph, title: str = "", graph_id: str = "graph", state: 
         g: from graph_view.to_nx / compare_nx.
         title: shown above the graph (escaped; may hold user text such as a prompt or file name).
         graph_id: the id the app's bridge uses to address this graph.
-        state: initial view {"threshold": float | None, "max_rank": int | None, "drop": [edge ids],
-            "highlight": node | None}: shown = score >= threshold and rank < max_rank and not dropped.
+        state: initial view (see DEFAULT_STATE): shown = score >= threshold and rank < max_rank and not in
+            drop, and in `groups` (compare graphs) and within `focus` {"node", "k"} hops; `highlight` is the
+            selected node; `pinned` nodes are always drawn; `effects` {edge id: value} re-weights edges.
         legend: (label, colour) pairs; default: the q/k/v/other colours.
         height_px: canvas height.
 
     Returns:
         The HTML document as a string.
     """
-    state = {"threshold": None, "max_rank": None, "drop": [], "highlight": None, **(state or {})}
-    page = build_network(g, height_px).generate_html(notebook=False)
-    page = _CDN_TAGS.sub("", page)
-    page = _HEADING.sub("", page)
+    vis_js, vis_css = _vis_assets()
+    state = {**DEFAULT_STATE, **(state or {})}
+    config = {"graph": graph_id, "labelPx": theme.LABEL_PX, "width": list(theme.EDGE_WIDTH),
+              "opacity": list(theme.EDGE_OPACITY), "dim": theme.DIM_COLOR, "edgeColors": theme.EDGE_COLORS}
     header = (f'<div id="ce-title">{html.escape(title)}</div>' if title else "") + _legend_html(
         legend if legend is not None else qkv_legend())
-    page = page.replace("<body>", "<body>" + _STYLE + header + _CONTROLS, 1)
-    script = _SCRIPT.replace("__GRAPH_ID__", js_json(graph_id)).replace("__STATE__", js_json(state))
-    return page.replace("</body>", f"<script>{script}</script></body>", 1)
+    script = SCRIPT.read_text(encoding="utf-8")
+    return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+            f"<style>{vis_css}</style><style>{_STYLE.replace('HEIGHT', str(int(height_px)))}</style>"
+            f"<script>{vis_js}</script></head><body>{header}{_CONTROLS}<div id=\"mynetwork\"></div>"
+            f"<script>const CE_DATA = {js_json(graph_data(g))};\nconst CE_CONFIG = {js_json(config)};\n"
+            f"let CE_STATE = {js_json(state)};\n{script}</script></body></html>")
 
 
-_STYLE = """<style>
-body{margin:0;font-family:sans-serif;font-size:13px}
+FONT = '"Source Sans Pro", "Source Sans 3", "Source Sans", "Liberation Sans", "DejaVu Sans", sans-serif'
+_STYLE = """body{margin:0;font-family:FONT;font-size:14px;color:#31333f}
 #ce-title{font-weight:600;padding:4px 8px}
 #ce-legend{padding:2px 8px}
+#ce-fit{float:right;font:inherit;font-size:12px;margin-right:4px}
 .ce-key{margin-right:14px;white-space:nowrap}
 .ce-key i{display:inline-block;width:18px;height:4px;margin:0 5px 3px 0;vertical-align:middle}
 #ce-controls{display:none;padding:4px 8px}
-#mynetwork{border:1px solid #ddd !important}
-.card{border:none !important}
-</style>"""
+#ce-controls label{margin-right:8px}
+#ce-note{padding:2px 8px;color:#6b6b6b}
+#mynetwork{width:100%;height:HEIGHTpx;border:1px solid #ddd;box-sizing:border-box}
+div.vis-tooltip{font-family:inherit !important;font-size:14px !important;white-space:pre-line;color:#31333f;
+  background:#fff;border:1px solid #ccc;border-radius:4px;padding:6px 8px;box-shadow:0 2px 6px rgba(0,0,0,.15)}
+""".replace("FONT", FONT)
 
-_CONTROLS = """<div id="ce-controls">edges shown: <input id="ce-range" type="range" min="0" step="1">
-<span id="ce-count"></span></div>"""
-
-# Runs after pyvis's own script, which defines the globals `nodes`, `edges` (vis.DataSet) and `network`.
-# The network is re-pointed at two small DataSets that receive only what changes between views,
-# so a one-edge threshold step is one add or remove, not a rebuild.
-_SCRIPT = r"""
-(function () {
-  const GRAPH_ID = __GRAPH_ID__;
-  const DIM = {color: "rgba(200,200,200,0.2)"};
-  const ALL = edges.get();
-  const EDGE = new Map(ALL.map(e => [e.id, e]));
-  const NODE = new Map(nodes.get().map(n => [n.id, n]));
-  const PINNED = ["input", "tok", "pos", "logits"].filter(id => NODE.has(id));
-  const shownEdges = new vis.DataSet(), shownNodes = new vis.DataSet();
-  let state = __STATE__, visible = new Set(), visibleNodes = new Set(), lastHighlight = null, first = true;
-  const styled = (e, h) => (h === null || e.from === h || e.to === h) ? e : Object.assign({}, e, {color: DIM});
-  function apply(next) {
-    if (!next || (next.graph !== undefined && next.graph !== GRAPH_ID)) return;
-    state = Object.assign({}, state, next);
-    const t = state.threshold, r = state.max_rank, h = state.highlight || null, drop = new Set(state.drop || []);
-    const want = new Set(), used = new Set(PINNED);
-    for (const e of ALL) {
-      if ((t === null || e.score >= t) && (r === null || r === undefined || e.rank < r) && !drop.has(e.id)) {
-        want.add(e.id); used.add(e.from); used.add(e.to);
-      }
-    }
-    shownEdges.remove([...visible].filter(id => !want.has(id)));
-    shownNodes.remove([...visibleNodes].filter(id => !used.has(id)));
-    shownNodes.add([...used].filter(id => !visibleNodes.has(id) && NODE.has(id)).map(id => NODE.get(id)));
-    shownEdges.add([...want].filter(id => !visible.has(id)).map(id => styled(EDGE.get(id), h)));
-    if (h !== lastHighlight) {
-      shownEdges.update([...want].filter(id => visible.has(id)).map(id => styled(EDGE.get(id), h)));
-      lastHighlight = h;
-    }
-    visible = want;
-    visibleNodes = new Set([...used].filter(id => NODE.has(id)));
-    if (first) { network.fit(); first = false; }
-    window.ceVisibleEdges = visible.size;
-    window.ceAppliedAt = Date.now();
-    document.body.dataset.visibleEdges = String(visible.size);
-    const count = document.getElementById("ce-count");
-    if (count) count.textContent = visible.size + " edges";
-  }
-  network.setData({nodes: shownNodes, edges: shownEdges});
-  window.addEventListener("message", ev => { if (ev.data && ev.data.circuitExplorer) apply(ev.data.circuitExplorer); });
-  let fromParent = null;
-  try { fromParent = window.parent !== window && window.parent.__circuitExplorer
-        ? window.parent.__circuitExplorer[GRAPH_ID] : null; } catch (err) { fromParent = null; }
-  apply(Object.assign({graph: GRAPH_ID}, fromParent || {}));
-  if (window.parent === window) {  // standalone export: its own edge-count slider
-    const range = document.getElementById("ce-range");
-    document.getElementById("ce-controls").style.display = "block";
-    range.max = String(ALL.length);
-    range.value = String(visible.size);
-    range.addEventListener("input", () => apply({threshold: null, max_rank: Number(range.value)}));
-  }
-  window.ceApply = apply;
-  window.ceLoadedAt = Date.now();
-})();
-"""
+_CONTROLS = """<div id="ce-controls"><label for="ce-range">Edges shown (best scores first):</label>
+<input id="ce-range" type="range" min="0" step="1" aria-label="Edges shown (best scores first)">
+<span id="ce-count"></span></div><div id="ce-note"></div>"""

@@ -19,6 +19,7 @@ import streamlit as st
 import engine
 
 from .evaluator import Evaluator
+from . import theme
 from .library import Library
 
 if TYPE_CHECKING:
@@ -170,15 +171,19 @@ def graph_html(circuit_id: str, max_edges: int, title: str, state_key: str, _cir
     from . import graph_view, pyvis_html  # noqa: PLC0415 - torch and networkx load after the first page
 
     g = graph_view.to_nx(_circuit, include="all", max_edges=max_edges)
-    return pyvis_html.render(g, title=title, graph_id=f"g{circuit_id}-{max_edges}", state=_state)
+    return pyvis_html.render(g, title=title, graph_id=f"g{circuit_id}-{max_edges}", state=_state,
+                             height_px=theme.graph_height(_circuit.graph.n_layers))
 
 
 @st.cache_data(max_entries=16, show_spinner="Drawing graph…")
-def compare_html(key: str, title: str, _circuits: dict[str, Circuit], _legend: list) -> str:
+def compare_html(key: str, title: str, _circuits: dict[str, Circuit], _legend: list, _state: dict | None = None) -> str:
+    """The compare graph of `_circuits` (cut to one threshold); `key` names the circuits and the cut."""
     from . import graph_view, pyvis_html  # noqa: PLC0415 - torch and networkx load after the first page
 
     g = graph_view.compare_nx(_circuits)
-    return pyvis_html.render(g, title=title, graph_id=f"cmp-{key}", legend=_legend)
+    n_layers = next(iter(_circuits.values())).graph.n_layers
+    return pyvis_html.render(g, title=title, graph_id=f"cmp-{key}", legend=_legend, state=_state,
+                             height_px=theme.graph_height(n_layers))
 
 
 def library() -> Library:

@@ -17,7 +17,9 @@ MODEL_CUSTOM = "sidebar.model_custom"
 CIRCUIT_PICK = "circuit.pick"
 THRESHOLD_MODE = "circuit.mode"
 HIDE_DANGLING = "circuit.hide_dangling"
-HIGHLIGHT = "circuit.highlight"
+HIGHLIGHT = "circuit.highlight"  # the selected node (selectbox and graph clicks)
+FOCUS = "circuit.focus"  # {"node", "k"}: the graph shows only that neighbourhood
+PINNED = "circuit.pinned"  # nodes drawn at any threshold
 COMPARE_PICK = "compare.pick"
 KEPT = "app.kept"  # copies of widget values that must outlive a page switch (see kept)
 

@@ -10,6 +10,7 @@ FORBIDDEN = {
     "explorer/charts.py": {"streamlit"}, "explorer/theme.py": {"streamlit"}, "explorer/memory_note.py": {"streamlit"},
     "explorer/frontier.py": {"streamlit"},
     "explorer/runs.py": {"streamlit"}, "explorer/jobs.py": {"streamlit"}, "explorer/run_worker.py": {"streamlit"},
+    "explorer/layout.py": {"streamlit"}, "explorer/inspector.py": {"streamlit"}, "explorer/overlap.py": {"streamlit"},
 }
 
 

@@ -7,6 +7,7 @@ either is missing. Set EXPLORER_SHOTS=<folder> to keep screenshots of each step.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -111,6 +112,7 @@ def test_prune_threshold_compare(server):
         print("threshold redraw latency (s):", [round(x, 3) for x in lat])
         assert frame.evaluate("window.ceLoadedAt") == loaded, "the graph document was reloaded"
         page.get_by_text(f"{n0 - 3:,}", exact=True).first.wait_for(timeout=30_000)  # Python's stats agree
+        _inspect_by_click(page, frame)
         _shot(page, "circuit")
 
         page.get_by_role("link", name="Compare").click()
@@ -119,6 +121,7 @@ def test_prune_threshold_compare(server):
         page.get_by_text("Overlap vs chance").wait_for(timeout=60_000)
         page.get_by_text("Evaluation matrix").wait_for(timeout=60_000)
         assert cmp.evaluate("window.ceVisibleEdges") > 0
+        _compare_toggles(page, cmp)
         _shot(page, "compare")
         assert page.locator('[data-testid="stException"]').count() == 0
         browser.close()
@@ -154,3 +157,44 @@ def test_reload_reattaches_to_a_running_prune(server):
         page.locator('td:has-text("cancelled")').first.wait_for(state="attached", timeout=30_000)  # the grid's cell
         assert page.locator('[data-testid="stException"]').count() == 0
         browser.close()
+
+
+def _click_node(page, frame, node: str) -> None:
+    """Click `node` where vis-network draws it (canvas coordinates -> page coordinates)."""
+    at = frame.evaluate(f"ceNetwork.canvasToDOM(ceNetwork.getPositions(['{node}'])['{node}'])")
+    canvas = frame.evaluate("(() => { const r = document.getElementById('mynetwork').getBoundingClientRect();"
+                            " return [r.x, r.y]; })()")
+    box = frame.frame_element().bounding_box()
+    page.mouse.click(box["x"] + canvas[0] + at["x"], box["y"] + canvas[1] + at["y"])
+
+
+def _inspect_by_click(page, frame) -> None:
+    """A click on a node selects it in the graph and in the node selectbox, and the inspector lists its edges."""
+    node = next(n for n in frame.evaluate("window.ceVisibleNodes") if n not in ("input", "logits"))
+    from explorer.layout import node_title
+
+    loaded = frame.evaluate("window.ceLoadedAt")
+    _click_node(page, frame, node)
+    frame.wait_for_function(f"window.ceSelected === {node!r}", timeout=10_000)
+    page.get_by_text(node_title(node), exact=True).wait_for(timeout=30_000)  # Python's selection followed the click
+    page.get_by_text("Incoming (").first.wait_for(timeout=30_000)
+    page.get_by_role("button", name="Focus", exact=True).click()
+    caption = page.get_by_text("Focused on ").first
+    caption.wait_for(timeout=30_000)
+    n = int(re.search(r": (\d+) node", caption.inner_text()).group(1))  # Python's neighbourhood size
+    frame.wait_for_function(f"window.ceVisibleNodes.length === {n}", timeout=30_000)
+    page.get_by_role("button", name="Show the whole graph").click()
+    frame.wait_for_function("window.ceVisibleNodes.includes('input')", timeout=30_000)
+    assert frame.evaluate("window.ceLoadedAt") == loaded, "selecting a node reloaded the graph"
+
+
+def _compare_toggles(page, cmp) -> None:
+    """Unticking a group hides exactly its edges (the counts in the labels are Python's)."""
+    boxes = page.locator('[data-testid="stCheckbox"]')
+    counts = [int(re.search(r"\((\d[\d,]*)\)$", t.strip()).group(1).replace(",", ""))
+              for t in boxes.all_inner_texts() if re.search(r"\(\d[\d,]*\)$", t.strip())]
+    assert cmp.evaluate("window.ceVisibleEdges") == sum(counts)
+    page.get_by_text("shared (", exact=False).first.click()
+    cmp.wait_for_function(f"window.ceVisibleEdges === {sum(counts) - counts[0]}", timeout=30_000)
+    page.get_by_text("shared (", exact=False).first.click()
+    cmp.wait_for_function(f"window.ceVisibleEdges === {sum(counts)}", timeout=30_000)

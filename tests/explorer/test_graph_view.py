@@ -35,7 +35,9 @@ def test_nodes_have_layer_kind_and_layered_positions(circuit):
     y = {n: d["y"] for n, d in g.nodes(data=True)}
     assert y["input"] > y["a0.h0"] > y["m0"] > y["a1.h0"] > y["logits"]  # vis y grows downwards
     assert y["a2.h0"] == y["a2.h1"]
-    assert g.nodes["a2.h0"]["x"] < g.nodes["a2.h1"]["x"]
+    a, b = sorted(["a2.h0", "a2.h1"], key=lambda n: g.nodes[n]["order"])  # heads placed in their untangled order
+    assert g.nodes[a]["x"] < g.nodes[b]["x"]
+    assert g.nodes["m0"]["label"] == "MLP 0" and "layer 0.5" not in g.nodes["m0"]["title"]
 
 
 def test_qkv_edges_between_one_pair_are_distinct(circuit):

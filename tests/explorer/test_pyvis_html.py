@@ -14,6 +14,7 @@ def test_render_contains_every_node_and_edge_id(circuit):
         assert f'"{node}"' in html
     assert html.count('"score":') == circuit.graph.n_edges
     assert "shownEdges.remove" in html  # the threshold is applied in the page, not by a new document
+    assert '"label":"MLP 0"' in html and "layer 0.5" not in html
 
 
 def test_render_escapes_user_text():
@@ -34,7 +35,7 @@ def test_render_is_self_contained_and_offline(circuit):
 
 def test_initial_state_is_embedded_as_json(circuit):
     html = pyvis_html.render(graph_view.to_nx(circuit), state={"threshold": 0.25, "drop": ["a->b"]})
-    m = re.search(r"let state = (\{.*?\}), visible", html)
+    m = re.search(r"let CE_STATE = (\{.*?\});", html)
     assert m and json.loads(m.group(1))["threshold"] == 0.25
 
 
