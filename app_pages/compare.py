@@ -68,9 +68,12 @@ st.caption(f"For the circuits as cut above ({cut_mode}{'' if value is None else 
            "Expected = |A|·|B| / total edges if both were random sets of their sizes; "
            "p-value = P(shared ≥ observed) under that hypergeometric null.")
 colors = graph_view.group_colors(names)
-st.vega_lite_chart(overlap.layer_chart_spec(overlap.by_layer(shown),
-                                            {g: (lb, colors[g]) for g, (lb, _) in zip(groups, legend)}),
-                   width="stretch")
+layer_rows = overlap.by_layer(shown)
+if layer_rows:  # an empty stacked chart has no extent (a console warning) and says nothing
+    st.vega_lite_chart(overlap.layer_chart_spec(layer_rows, {g: (lb, colors[g]) for g, (lb, _) in zip(groups, legend)}),
+                       width="stretch")
+else:
+    st.caption("No edges at this cut: nothing to count by layer.")
 
 b = st.columns(2)
 if b[0].button("Save the intersection and open it", disabled=inter.n_edges == 0):

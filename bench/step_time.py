@@ -98,15 +98,7 @@ def run_plain(shape: str, batch: int, steps: int, device: str) -> dict:
     def step() -> None:
         model.zero_grad(set_to_none=True)
         model(x, labels=x).loss.backward()
-    base = _peak_start(device) if device == "cpu" else None  # CPU: from before the warm-up (see _peak_start)
-    step()
-    model.zero_grad(set_to_none=True)
-    base = base or _peak_start(device)
-    t0 = CLOCK()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return {"s_per_step": (CLOCK() - t0) / steps, "peak_mb": _peak_end(device, base)}
+    return _time_steps(step, steps, device, after_warmup=lambda: model.zero_grad(set_to_none=True))
 
 
 def run_equal(shape: str, batch: int, steps: int, device: str) -> dict:
@@ -118,8 +110,15 @@ def run_equal(shape: str, batch: int, steps: int, device: str) -> dict:
         emb = model.transformer.wte(x).detach().requires_grad_(True)
         hidden = model.transformer(inputs_embeds=emb).last_hidden_state[:, -1]
         model.lm_head(hidden).log_softmax(-1)[:, 0].sum().backward()
+    return _time_steps(step, steps, device)
+
+
+def _time_steps(step, steps: int, device: str, after_warmup=None) -> dict:  # noqa: ANN001
+    """One warm-up step, then `steps` timed ones; peak memory from before the warm-up on a CPU (see _peak_start)."""
     base = _peak_start(device) if device == "cpu" else None
     step()
+    if after_warmup is not None:
+        after_warmup()
     base = base or _peak_start(device)
     t0 = CLOCK()
     for _ in range(steps):
@@ -242,7 +241,7 @@ def main() -> None:
                   f"| {ratios({c: p['s_per_step'] for c in regimes})} | {ratios({c: e['s_per_step'] for c in regimes})} "
                   f"| {' / '.join(f'{floor[c]:.3f}' for c in regimes)} | {ratios(floor)} "
                   f"| {p['peak_mb']:.0f} | {m} | {mr} |", flush=True)
-    print(f"\nequal-work MAC rate: floor s = equal-work s x floor MACs / equal-work MACs; MACs at the last shape: "
+    print("\nequal-work MAC rate: floor s = equal-work s x floor MACs / equal-work MACs; MACs at the last shape: "
           + ", ".join(f"{k} {v / 1e9:.1f} G" for k, v in macs.items()))
 
 

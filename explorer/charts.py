@@ -13,8 +13,7 @@ from engine import masks
 
 from . import theme
 
-VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
-"""The Vega-Lite major version Streamlit draws with (1.67: 6.x); a v5 `$schema` made it warn in the console."""
+VEGA_LITE_SCHEMA = theme.VEGA_LITE_SCHEMA
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
@@ -95,7 +94,7 @@ def prune_curves_spec(rows: Sequence[dict], loss: str = "kl") -> dict:
                                          "scale": {"domain": labels,
                                                    "range": [[4, 4] if "target" in k else [1, 0] for _, k in series]}},
                           "tooltip": [{"field": "step"}, {"field": "series"}, {"field": "value", "format": ".4f"}]}}
-    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "data": {"values": values},
+    return {"$schema": VEGA_LITE_SCHEMA, "data": {"values": values},
             "hconcat": [left, right]}
 
 

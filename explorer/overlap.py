@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 
 from engine.circuit import Circuit
 
+from . import theme
+
 
 def _log_comb(n: int, k: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
@@ -127,17 +129,18 @@ def by_layer(circuits: Mapping[str, Circuit]) -> list[dict]:
 
 
 def layer_chart_spec(rows: list[dict], legend: dict[str, tuple[str, str]]) -> dict:
-    """Vega-Lite stacked bars of `by_layer` rows; `legend` maps group -> (label, colour)."""
+    """Vega-Lite stacked bars of `by_layer` rows; `legend` maps group -> (label, colour). The data sits in the
+    layer, not at the top: Streamlit draws a top-level dataset once empty first (a console warning)."""
     data = [{**r, "label": legend[r["group"]][0]} for r in rows]
     labels = [lab for lab, _ in legend.values()]
-    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "data": {"values": data},
-            "mark": {"type": "bar"}, "height": 220,
+    bars = {"data": {"values": data}, "mark": {"type": "bar"},
             "encoding": {"x": {"field": "layer", "type": "nominal", "sort": None, "title": "edges read in"},
                          "y": {"field": "edges", "type": "quantitative", "title": "edges", "stack": "zero"},
                          "color": {"field": "label", "type": "nominal", "title": None,
                                    "scale": {"domain": labels, "range": [c for _, c in legend.values()]},
                                    "legend": {"orient": "top", "labelLimit": 400}},
                          "tooltip": [{"field": "layer"}, {"field": "label", "title": "group"}, {"field": "edges"}]}}
+    return {"$schema": theme.VEGA_LITE_SCHEMA, "height": 220, "layer": [bars]}
 
 
 def combine(circuits: Mapping[str, Circuit], op: str) -> Circuit:

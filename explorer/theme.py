@@ -53,3 +53,6 @@ CHART_HEIGHT = 320
 def graph_height(n_layers: int) -> int:
     """Canvas height for a model with `n_layers` layers: deep models get room for readable rows."""
     return max(GRAPH_HEIGHT_PX, ROW_PX * (n_layers + 2))
+
+VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
+"""The Vega-Lite major version Streamlit draws with (1.67: 6.x); a v5 `$schema` made it warn in the console."""

@@ -31,3 +31,16 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def open_when_up(page, url: str, tries: int = 120) -> None:  # noqa: ANN001 - a Playwright page
+    """Load `url` in `page`, retrying every 0.5 s while the server does not listen yet."""
+    import time  # noqa: PLC0415
+
+    for _ in range(tries):
+        try:
+            page.goto(url)
+            return
+        except Exception:  # connection refused until the server listens
+            time.sleep(0.5)
+    page.goto(url)  # the last try raises what went wrong

@@ -16,7 +16,7 @@ import pytest
 
 from . import tiny_setup
 from .conftest import env_for_subprocess
-from scripts.app_server import free_port, launch, stop
+from scripts.app_server import free_port, launch, open_when_up, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -84,12 +84,7 @@ def test_prune_threshold_compare(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        for _ in range(120):  # wait for the server to listen
-            try:
-                page.goto(url)
-                break
-            except Exception:
-                time.sleep(0.5)
+        open_when_up(page, url)
         page.get_by_role("heading", name="Prune: find a circuit").wait_for(timeout=120_000)
         print(f"\nfirst page rendered {time.time() - started:.1f} s after the server started")
         page.get_by_label("Steps", exact=True).fill("12")
@@ -134,12 +129,7 @@ def test_reload_reattaches_to_a_running_prune(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        for _ in range(120):
-            try:
-                page.goto(url)
-                break
-            except Exception:
-                time.sleep(0.5)
+        open_when_up(page, url)
         page.get_by_role("heading", name="Prune: find a circuit").wait_for(timeout=120_000)
         page.get_by_label("Steps", exact=True).fill("20000")
         page.get_by_role("button", name="Prune").click()

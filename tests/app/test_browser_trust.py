@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -18,7 +17,7 @@ import pytest
 
 from . import tiny_setup
 from .conftest import env_for_subprocess
-from scripts.app_server import free_port, stop
+from scripts.app_server import free_port, open_when_up, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -27,7 +26,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
 NASTY = "**John** [x](https://example.com) :red[x] <b>x</b> :smile: www.example.com Mary"
-IFRAME_NOTES = re.compile(r"^warning: (Unrecognized feature: '[a-z-]+'\.|An iframe which has both allow-scripts and "
+IFRAME_NOTES = re.compile(r"page, warning: (Unrecognized feature: '[a-z-]+'\.|An iframe which has both allow-scripts and "
                           r"allow-same-origin for its sandbox attribute can escape its sandboxing\.)$")
 PAGES = ["Prune", "Circuit", "Compare", "Prompt lab", "Learn"]
 
@@ -63,23 +62,19 @@ def _settle(page) -> None:
 
 def test_offline_clean_console_literal_text_and_learn(plain_server):
     url = plain_server
-    console, foreign = [], []
+    console, foreign, where = [], [], ["Prune"]  # where: the page a console message came from
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on("console", lambda m: console.append(f"{where[0]} page, {m.type}: {m.text}") if m.type in ("error", "warning") else None)
         page.on("request", lambda r: foreign.append(r.url)
                 if urlparse(r.url).hostname not in ("localhost", "127.0.0.1", None) and
                 not r.url.startswith(("data:", "blob:", "about:")) else None)
-        for _ in range(120):  # wait for the server to listen
-            try:
-                page.goto(url)
-                break
-            except Exception:
-                time.sleep(0.5)
+        open_when_up(page, url)
         page.get_by_role("heading", name="Prune: find a circuit").wait_for(timeout=120_000)
         _settle(page)
         for name in PAGES[1:]:
+            where[0] = name
             page.get_by_role("link", name=name).first.click()
             _settle(page)
             if name == "Circuit":  # the faithfulness curve and the score histogram (Vega-Lite) have drawn
@@ -89,6 +84,7 @@ def test_offline_clean_console_literal_text_and_learn(plain_server):
             assert page.locator('[data-testid="stException"]').count() == 0, name
         assert page.locator('[data-testid="stAppDeployButton"]').count() == 0, "a Deploy button is shown"
 
+        where[0] = "Prompt lab"
         page.get_by_role("link", name="Prompt lab").first.click()
         _settle(page)
         box = page.get_by_label("Prompts — one per line", exact=False)
@@ -99,6 +95,7 @@ def test_offline_clean_console_literal_text_and_learn(plain_server):
         assert NASTY in summary.inner_text().replace("\u2060", ""), summary.inner_text()
         assert summary.locator("a, strong, b, span[style*='color']").count() == 0, summary.inner_html()
 
+        where[0] = "Learn"
         page.get_by_role("link", name="Learn").first.click()
         _settle(page)
         for _ in range(5):

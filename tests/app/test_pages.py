@@ -138,9 +138,8 @@ def test_binary_empty_and_train_test_only_uploads(app_env):
     assert not at.error and any("1 of the 12 train lines became the validation split" in i.value for i in at.info)
 
 
-def test_uploaded_jsonl_outlives_the_uploader(app_env):
-    """A file uploader forgets its file on a page switch; the Prune page keeps using the session's last upload
-    (and says so) until another file replaces it or the user forgets it."""
+def _with_upload():  # noqa: ANN202
+    """The Prune page with a small valid JSONL uploaded as `mine.jsonl`."""
     at = _ok(_app().run())
     at.radio(key="prune.source").set_value("Upload JSONL")
     _ok(at.run())
@@ -148,7 +147,13 @@ def test_uploaded_jsonl_outlives_the_uploader(app_env):
                                    "corrupted": f"{b} and {a} is<predict> {b}</predict>"})
                       for a, b in [("True", "False"), ("False", "True")] * 4).encode()
     at.file_uploader(key="prune.upload").set_value(("mine.jsonl", good, "application/json"))
-    _ok(at.run())
+    return _ok(at.run())
+
+
+def test_uploaded_jsonl_outlives_the_uploader(app_env):
+    """A file uploader forgets its file on a page switch; the Prune page keeps using the session's last upload
+    (and says so) until another file replaces it or the user forgets it."""
+    at = _with_upload()
     assert not at.error, [e.value for e in at.error]
     at.file_uploader(key="prune.upload").set_value(None)   # what the page sees after a page switch
     _ok(at.run())

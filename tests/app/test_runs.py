@@ -12,7 +12,7 @@ from engine.shortfall import floor_sparsity
 from explorer import jobs
 from explorer.runs import RunStore, process_token
 
-from .test_pages import _app, _ok, _record, _text, _wait_for_job
+from .test_pages import _app, _ok, _record, _text, _wait_for_job, _with_upload
 
 
 @pytest.fixture(autouse=True)
@@ -114,14 +114,7 @@ def test_a_run_short_of_its_target_says_so(app_env):
 def test_uploaded_data_prunes_in_a_worker_process(app_env, monkeypatch):
     """A small model's run goes to a worker process that reads the upload from the run's folder."""
     monkeypatch.delenv("CIRCUIT_EXPLORER_RUN_IN")             # the app's default: a process for a small model
-    at = _ok(_app().run())
-    at.radio(key="prune.source").set_value("Upload JSONL")
-    _ok(at.run())
-    good = "\n".join(json.dumps({"clean": f"{a} and {b} is<predict> {a}</predict>",
-                                   "corrupted": f"{b} and {a} is<predict> {b}</predict>"})
-                      for a, b in [("True", "False"), ("False", "True")] * 4).encode()
-    at.file_uploader(key="prune.upload").set_value(("mine.jsonl", good, "application/json"))
-    _ok(at.run())
+    at = _with_upload()
     at.number_input(key="prune.tiny.steps").set_value(2)
     at.selectbox(key="prune.tiny.graph").set_value("split")   # the worker loads the graph the form chose
     _ok(at.button(key="prune.run").click().run())
@@ -132,5 +125,6 @@ def test_uploaded_data_prunes_in_a_worker_process(app_env, monkeypatch):
     assert Library().load(record["circuit"]).graph.split_embeddings
     assert record["task"] == "mine" and record["data"] == "mine.jsonl", record
     assert record["process"].split(":")[1] != str(os.getpid())             # not a thread of this process
-    assert (_store().run_dir(record["id"]) / "data.jsonl").read_bytes() == good
+    assert json.loads((_store().run_dir(record["id"]) / "data.jsonl").read_bytes().splitlines()[0])["clean"] == \
+        "True and False is<predict> True</predict>"             # the uploaded file, as uploaded
     assert record["circuit"].startswith("tiny-mine-s")

@@ -54,3 +54,16 @@ def test_other_charts():
     assert len(charts.sparsity_schedule(100, 80, 0.95, [Step(1, 0.1, 0.1, 0.1)]).data) == 2
     assert len(charts.prediction_bars(["a", "b"], [0.6, 0.4], "t").data) == 1
     assert charts.plotly_config("svg")["toImageButtonOptions"]["format"] == "svg"
+
+
+def test_every_vega_lite_spec_declares_the_version_streamlit_draws():
+    """A v5 `$schema` makes Streamlit's Vega-Lite 6 warn in the browser console (the live prune curves and
+    Compare's overlap-by-layer bars did)."""
+    from explorer import overlap, theme
+
+    steps = [{"step": i, "kl": 0.1, "edge_sparsity": 0.1 * i, "edge_target": 0.1 * i} for i in range(3)]
+    specs = [charts.prune_curves_spec(steps, "kl"), charts.histogram_spec([0.1, 0.5, 0.9], 0.5),
+             overlap.layer_chart_spec([{"layer": "layer 0", "group": "shared", "edges": 3}],
+                                      {"shared": ("shared", "#000000")})]
+    assert [s["$schema"] for s in specs] == [theme.VEGA_LITE_SCHEMA] * 3
+    assert theme.VEGA_LITE_SCHEMA.endswith("/v6.json")
