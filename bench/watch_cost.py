@@ -108,8 +108,9 @@ def measure(browser, run_in: str, args: argparse.Namespace, tmp: Path) -> list[d
             print(f"{run_in} phase {i + 1} {'watched' if watched else 'unwatched'}: " +
                   "  ".join(f"{k} {v:.2f}" for k, v in phases[-1].items() if k != "watched"), flush=True)
         page.goto(url)
-        page.get_by_role("button", name="Cancel").click()
-        time.sleep(3)
+        if _record(library).get("state") == "running":  # a run that ended by itself has no Cancel
+            page.get_by_role("button", name="Cancel").click()
+            time.sleep(3)
     finally:
         page.close()
         stop(proc)
