@@ -79,13 +79,19 @@ def _graph_frame(page, prefix: str):
     return frame
 
 
+def _open_prune_page(p, url: str):  # noqa: ANN001, ANN202 - Playwright objects
+    """Debian's chromium on the app's first page, once its title shows; returns (browser, page)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    open_when_up(page, url)
+    page.get_by_role("heading", name="Prune: find a circuit").wait_for(timeout=120_000)
+    return browser, page
+
+
 def test_prune_threshold_compare(server):
     url, started = server
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        open_when_up(page, url)
-        page.get_by_role("heading", name="Prune: find a circuit").wait_for(timeout=120_000)
+        browser, page = _open_prune_page(p, url)
         print(f"\nfirst page rendered {time.time() - started:.1f} s after the server started")
         page.get_by_label("Steps", exact=True).fill("12")
         page.get_by_label("Batch size", exact=True).fill("8")
@@ -127,10 +133,7 @@ def test_reload_reattaches_to_a_running_prune(server):
     (progress, Cancel, live curves) through the ?run= in its URL."""
     url, _ = server
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        open_when_up(page, url)
-        page.get_by_role("heading", name="Prune: find a circuit").wait_for(timeout=120_000)
+        browser, page = _open_prune_page(p, url)
         page.get_by_label("Steps", exact=True).fill("20000")
         page.get_by_role("button", name="Prune").click()
         page.get_by_text("in the background").wait_for(timeout=120_000)

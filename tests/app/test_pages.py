@@ -58,12 +58,18 @@ def _wait_for_job(at: AppTest, timeout: float = 60) -> None:
     _ok(at.run())
 
 
-def test_prune_in_background_saves_to_library(app_env):
+def _pruned(steps: int):  # noqa: ANN202
+    """The Prune page after a run of `steps` steps at batch 8 has ended."""
     at = _ok(_app().run())
-    at.number_input(key="prune.tiny.steps").set_value(4)
+    at.number_input(key="prune.tiny.steps").set_value(steps)
     at.number_input(key="prune.tiny.batch").set_value(8)
     _ok(at.button(key="prune.run").click().run())
     _wait_for_job(at)
+    return at
+
+
+def test_prune_in_background_saves_to_library(app_env):
+    at = _pruned(4)
     assert "Saved to the library" in _text(at), _text(at)
     saved = list(Path(app_env["CIRCUIT_LIBRARY"]).glob("*.safetensors"))
     assert len(saved) == 1

@@ -12,7 +12,7 @@ from engine.shortfall import floor_sparsity
 from explorer import jobs
 from explorer.runs import RunStore, process_token
 
-from .test_pages import _app, _ok, _record, _text, _wait_for_job, _with_upload
+from .test_pages import _app, _ok, _pruned, _record, _text, _wait_for_job, _with_upload
 
 
 @pytest.fixture(autouse=True)
@@ -98,11 +98,7 @@ def test_run_cut_off_by_a_server_restart_is_interrupted(app_env):
 
 
 def test_a_run_short_of_its_target_says_so(app_env):
-    at = _ok(_app().run())
-    at.number_input(key="prune.tiny.steps").set_value(2)
-    at.number_input(key="prune.tiny.batch").set_value(8)
-    _ok(at.button(key="prune.run").click().run())
-    _wait_for_job(at)
+    at = _pruned(2)
     record = _record(at)
     warning = "\n".join(w.value for w in at.warning)
     assert "short of the target 0.95" in warning and "Steps, e.g. 4 instead of 2" in warning, warning
