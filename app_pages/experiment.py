@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer import experiment_widgets as ew
-from explorer import graph_view, overlap, resources, theme, widgets
+from explorer import graph_view, overlap, prune_widgets, resources, theme, widgets
 
 widgets.require_frame()
 st.title("Experiment: two prompt styles, one model")
@@ -32,8 +32,9 @@ job = ew.current_job()
 a = b = None
 if source.startswith("Prune"):
     running = job is not None and job.running
-    if st.button("Prune both", type="primary", key="experiment.run", disabled=running):
-        job = ew.start_both(model, model_name, (ta, tb))
+    budget = prune_widgets.budget_fields(model_name, key="experiment")
+    if st.button("Prune both", type="primary", key="experiment.run", disabled=running or budget is None):
+        job = ew.start_both(model, model_name, (ta, tb), budget)
         st.rerun()
     if running:
         ew.job_progress()   # reruns the page once the run ends

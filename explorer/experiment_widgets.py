@@ -13,6 +13,7 @@ from . import circuit_widgets, jobs, resources, state
 
 if TYPE_CHECKING:
     from engine import Circuit, MaskedTransformer
+    from engine.budget_spec import Budget
     from engine.experiment import CrossEval
 
 JOB = "experiment.job"   # the page's background run (kept in the session next to the Prune page's own)
@@ -51,12 +52,14 @@ def pick_circuit(model_name: str, task_name: str, key: str) -> Circuit | None:
         return None
 
 
-def start_both(model: MaskedTransformer, model_name: str, task_names: tuple[str, str]) -> jobs.PruneJob:
-    """Prune both tasks one after the other with the faithful defaults (a budget search each); save both."""
+def start_both(model: MaskedTransformer, model_name: str, task_names: tuple[str, str],
+               goal: Budget | None = None) -> jobs.PruneJob:
+    """Prune both tasks one after the other with the faithful defaults (a budget search each, to `goal`, default
+    engine.budget_spec.DEFAULT_BUDGET); save both."""
     from engine import budget, budget_spec  # noqa: PLC0415 - torch loads after the first page
 
     tasks = [resources.get_task(model_name, t, n=N_TASK) for t in task_names]
-    search, goal = budget_spec.DEFAULT_SEARCH, budget_spec.DEFAULT_BUDGET
+    search, goal = budget_spec.DEFAULT_SEARCH, goal or budget_spec.DEFAULT_BUDGET
     per_run = search.prune.n_steps + search.max_refines * search.refine_steps
     stem = model_name.rstrip("/").split("/")[-1]
 
@@ -73,7 +76,7 @@ def start_both(model: MaskedTransformer, model_name: str, task_names: tuple[str,
     def save(circuits: list, logs: list) -> Any:
         if len(circuits) < 2 or any(log.stopped_early for log in logs):
             return None
-        return [resources.library().save(c, f"{stem}-{t}-keep{goal.value:g}") for c, t in zip(circuits, task_names)]
+        return [resources.library().save(c, f"{stem}-{t}-{jobs.budget_suffix(goal)}") for c, t in zip(circuits, task_names)]
 
     job = jobs.PruneJob(run, 2 * per_run, save, f"{stem}: {' and '.join(task_names)}")
     state.remember(JOB, job)

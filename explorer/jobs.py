@@ -190,6 +190,11 @@ def budget_steps(cfg: Any, budget: Any) -> int:
     return cfg.n_steps + DEFAULT_SEARCH.max_refines * DEFAULT_SEARCH.refine_steps
 
 
+def budget_suffix(budget: Any) -> str:
+    """What a saved circuit's name says of its budget: "kl0.5", "keep0.9"."""
+    return f"{'kl' if budget.kind == 'kl' else 'keep'}{budget.value:g}"
+
+
 def budget_label(budget: Any) -> str:
     return f"KL at most {budget.value:g}" if budget.kind == "kl" else f"keep {budget.value:.0%} of {budget.kind}"
 
@@ -251,7 +256,7 @@ def prune_job(model: Any, task: Any, cfg: Any, model_name: str, library: Any, da
         info = {"prune_log": json.loads(plog.to_json()), "prune_config": cfg.to_dict(), "run": run_id,
                 "target_sparsity": cfg.edge_sparsity, "reached_sparsity": circuit.sparsity, "target_miss": text or None}
         if not (plog.stopped_early and job.cancelled):
-            goal = "" if budget is None else f"-{'kl' if budget.kind == 'kl' else 'keep'}{budget.value:g}"
+            goal = "" if budget is None else f"-{budget_suffix(budget)}"
             name = f"{stem}{goal}-s{floor_sparsity(circuit.sparsity)}-{run_id[9:]}"
             try:
                 return {**fields, "circuit": library.save(circuit, name, info).name}

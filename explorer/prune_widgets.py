@@ -117,8 +117,12 @@ def budget_choice(model_name: str, key: str = "prune") -> Budget | None:
                      help="One run to the target sparsity ranks the edges; a bisection over sizes and short "
                           "warm-started runs then look for the smallest circuit that still meets the budget on "
                           "the validation split. The explored frontier is plotted after the run.")
-    if not on:
-        return None
+    return budget_fields(model_name, key) if on else None
+
+
+def budget_fields(model_name: str, key: str = "prune") -> Budget | None:
+    """What to keep (metric share, accuracy share or KL) and how much; None after showing why it is impossible."""
+    k = f"{key}.{model_name}"
     b1, b2 = st.columns(2)
     kind = _kept_input(b1.selectbox, "Budget on", f"{k}.budget_kind", next(iter(BUDGET_KINDS)),
                        options=list(BUDGET_KINDS))

@@ -22,15 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.prune import prune  # noqa: E402
 from engine.tasks.tracr import mismatches  # noqa: E402
-from engine.tracr import (TRACR_PRUNE, load_ground_truth, load_reference, load_tracr, tracr_models,  # noqa: E402
+from engine.tracr import (load_ground_truth, load_reference, load_tracr, tracr_models,  # noqa: E402
                           tracr_prune_config)
 
 
-def run(name: str, split: bool, seed: int, steps: int) -> str:
+def run(name: str, split: bool, seed: int, steps: int | None) -> str:
     model, _, task = load_tracr(name, split_embeddings=split)
     necessary = load_ground_truth(name, model.graph, "necessary", "zero")
     t0 = time.perf_counter()
-    found, log = prune(model, task, replace(tracr_prune_config(name), seed=seed, n_steps=steps))
+    cfg = tracr_prune_config(name)
+    found, log = prune(model, task, replace(cfg, seed=seed, n_steps=steps or cfg.n_steps))
     secs = time.perf_counter() - t0
     got, nec = set(found.edges()), set(necessary.edges())
     bad = mismatches(model, found, load_reference(name), task.meta["output"] == "categorical", ablation="zero",
@@ -44,7 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", default=sorted(tracr_models()), help=f"of {sorted(tracr_models())}")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=TRACR_PRUNE.n_steps)
+    ap.add_argument("--steps", type=int, default=None, help="default: the program's own (tracr_prune_config)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print("| program | graph | seed | edges found | necessary | exact? | necessary missed | kept beyond necessary | "

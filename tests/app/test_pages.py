@@ -349,10 +349,11 @@ def test_experiment_page_prunes_both_styles(app_env, monkeypatch):
     import engine
     from engine import budget_spec
 
-    monkeypatch.setattr(budget_spec, "DEFAULT_BUDGET", budget_spec.Budget("kl", 0.5))  # random model: metric < 0
     monkeypatch.setattr(budget_spec, "DEFAULT_SEARCH", budget_spec.BudgetConfig(
         engine.PruneConfig(n_steps=8, batch_size=8), refine_steps=4, max_refines=1))
     at = _open("app_pages/experiment.py")
+    at.selectbox(key="experiment.tiny.budget_kind").set_value("KL to the model, at most (nats)")  # random model
+    at.number_input(key="experiment.tiny.budget").set_value(0.5)
     _ok(at.button(key="experiment.run").click().run())
     job = at.session_state["app.kept"]["experiment.job"]
     job.wait(120)
@@ -360,6 +361,7 @@ def test_experiment_page_prunes_both_styles(app_env, monkeypatch):
     _ok(at.run())
     saved = sorted(p.stem for p in Path(app_env["CIRCUIT_LIBRARY"]).glob("*.safetensors"))
     assert len(saved) == 2 and "boolean_instruction" in saved[0] + saved[1], saved
+    assert all(s.endswith("-kl0.5") for s in saved), saved   # the budget asked for, in the name
     a, b = job.result[0]
     assert at.metric[1].value == str(int((a.keep & b.keep).sum()))  # shared edges, counted independently
     assert at.dataframe[0].value.index[2] == "intersection"
