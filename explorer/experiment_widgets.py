@@ -43,7 +43,7 @@ def pick_circuit(model_name: str, task_name: str, key: str) -> Circuit | None:
         st.info(f"No circuit of **{stem}** in the library yet: prune both styles instead.")
         return None
     labels = list(opts)
-    default = next((lb for lb in labels if f" · {task_name}" in lb), labels[0])
+    default = next((lb for lb in labels if f" · {task_name} · " in f"{lb} · "), labels[0])  # not ioi_t1 for ioi
     label = st.selectbox(f"Circuit for {task_name}", labels, index=labels.index(default), key=key)
     try:
         return circuit_widgets.open_circuit(opts[label])

@@ -152,6 +152,35 @@ def test_reload_reattaches_to_a_running_prune(server):
         browser.close()
 
 
+def test_experiment_prunes_both_styles_and_overlaps(server):
+    """The paper's flow in the browser: 'Prune both' on the Experiment page with the faithful defaults (the
+    embedded IOI model's pair, ioi vs ioi_t1, a budget search each), then both circuits and their intersection in
+    one graph, the overlap against chance, the cross-evaluation and the verdict; after a reload the two saved
+    circuits open from the library."""
+    url, _ = server
+    with sync_playwright() as p:
+        browser, page = _open_prune_page(p, url)
+        page.get_by_role("link", name="Experiment").click()
+        page.get_by_role("button", name="Prune both").click()
+        page.get_by_text("Saved to the library as").wait_for(timeout=400_000)
+        frame = _graph_frame(page, "experiment graph")
+        legend = frame.locator("#ce-legend").inner_text()
+        assert "shared" in legend, legend
+        shared = int(page.locator('[data-testid="stMetric"]:has-text("Shared edges") [data-testid="stMetricValue"]')
+                     .inner_text())
+        page.get_by_text(re.compile("finding (holds|does not hold)")).first.wait_for(timeout=120_000)
+        page.get_by_text("Each circuit on both styles (test split)").wait_for(timeout=10_000)
+        assert page.locator('[data-testid="stMetric"]:has-text("p-value")').count() == 1
+        _shot(page, "experiment")
+        page.reload()   # the session is gone; the circuits are in the library
+        page.get_by_text("Use circuits from the library").click()
+        page.get_by_text(re.compile("finding (holds|does not hold)")).first.wait_for(timeout=120_000)
+        again = page.locator('[data-testid="stMetric"]:has-text("Shared edges") [data-testid="stMetricValue"]')
+        assert int(again.inner_text()) == shared
+        assert page.locator('[data-testid="stException"]').count() == 0
+        browser.close()
+
+
 def _click_node(page, frame, node: str) -> None:
     """Click `node` where vis-network draws it (canvas coordinates -> page coordinates)."""
     at = frame.evaluate(f"ceNetwork.canvasToDOM(ceNetwork.getPositions(['{node}'])['{node}'])")

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (a
 NASTY = "**John** [x](https://example.com) :red[x] <b>x</b> :smile: www.example.com Mary"
 IFRAME_NOTES = re.compile(r"page, warning: (Unrecognized feature: '[a-z-]+'\.|An iframe which has both allow-scripts and "
                           r"allow-same-origin for its sandbox attribute can escape its sandboxing\.)$")
-PAGES = ["Prune", "Circuit", "Compare", "Prompt lab", "Learn"]
+PAGES = ["Prune", "Circuit", "Compare", "Experiment", "Prompt lab", "Learn"]
 
 
 @pytest.fixture()
