@@ -26,7 +26,8 @@ if ta == tb:
 source = st.radio("Circuits", ["Prune both with the faithful defaults", "Use circuits from the library"],
                   horizontal=True, key="experiment.source",
                   help="The defaults: the sparsest circuit found that keeps 90% of the task metric on validation "
-                       "(300 + 2 x 100 steps per task; assets/MODELS.md has the sweep).")
+                       "(300 + up to 3 x 100 steps per task; on boolean-4l about 30 s + 60 s on 2 cores; "
+                       "assets/MODELS.md has the sweep).")
 model = widgets.require_model(model_name)
 job = ew.current_job()
 a = b = None
