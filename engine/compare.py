@@ -91,7 +91,8 @@ PER_SIZE = "edge-pruning-per-size"
 
 @dataclass(frozen=True)
 class PerSizeConfig:
-    """One Edge Pruning run per circuit size, largest first; each later run starts from the previous circuit."""
+    """One Edge Pruning run per circuit size, largest first; each later run starts from the previous circuit's
+    top edges at the new size."""
 
     first: EdgePruningConfig = field(default_factory=EdgePruningConfig)  # the largest size's run (its init: open/eap-ig)
     steps_next: int = 150    # steps of each warm-started run at the next smaller size
@@ -100,8 +101,9 @@ class PerSizeConfig:
 def per_size_run(model: MaskedTransformer, task: Task, label: str, cfg: PerSizeConfig, sizes: Sequence[float],
                  split: str = "test") -> MethodRun:
     """Edge Pruning trained at every size below 100% (target sparsity 1 - size), largest first, each run
-    warm-started from the previous size's circuit (its edges open, the others closed); f at a size is that
-    size's own circuit cut to exactly the size's edge count. The returned circuit is the smallest size's."""
+    warm-started from the previous size's circuit (its top edges for this size open, the others closed); f at a
+    size is that size's own circuit cut to exactly the size's edge count. The returned circuit is the smallest
+    size's."""
     t0 = time.perf_counter()
     n, real = model.graph.n_edges, model.graph.real_edges
     counts = edge_counts(n, sizes)
@@ -112,10 +114,13 @@ def per_size_run(model: MaskedTransformer, task: Task, label: str, cfg: PerSizeC
         if prev is None:
             pcfg = replace(cfg.first.prune_config(), edge_sparsity=1.0 - k / n)
             init = warm_start(model, task, replace(cfg.first, prune=pcfg))
-        else:   # start from the larger circuit: its edges open, the rest closed; no ramp from 0
+        else:   # start at this size: the larger circuit's top k edges open, the rest closed; no ramp from 0
             pcfg = replace(cfg.first.prune, edge_sparsity=1.0 - k / n, n_steps=cfg.steps_next, warmup_steps=0)
             rank = prev.scores.float() + 2.0 * prev.keep.float()
-            init = init_log_alpha_from_scores(rank, real, prev.n_edges / n)
+            # Opening all of the larger circuit's edges instead (a sparsity gap of up to 0.3 at step 0) made the
+            # multipliers slam gates shut: greater-than-2l's 22-edge circuit kept KL 0.15 (f 0.70) where one run
+            # trained for 22 edges reaches 0.0066 (f 0.99); started at the size, 0.0000 (f 1.00).
+            init = init_log_alpha_from_scores(rank, real, k / n)
         circuit, _ = prune(model, task, pcfg, init_log_alpha=init)
         prev = circuit.top_n(k)
         keeps[size] = prev.keep
@@ -158,10 +163,12 @@ def format_table(cmp: Comparison) -> str:
     if why:
         lines.append(why)
     for r in cmp.runs:
-        for size, n, ok, used in zip(r.curve.sizes, r.curve.n_edges, r.curve.path, r.curve.evaluated_edges):
+        c = r.curve
+        for size, n, ok, used, near in zip(c.sizes, c.n_edges, c.path, c.evaluated_edges, c.nearest or c.sizes):
             if not ok:
-                lines.append(f"{r.label}: no path from the input to logits at {_pct(size)} ({n} edges); measured at "
-                             f"{used} edges, the fewest of its top edges with a path")
+                then = "" if why or near is None else f" (f = {near:.3f})"
+                lines.append(f"{r.label}: no path from the input to logits at {_pct(size)} ({n} edges): scored as the "
+                             f"empty circuit there, as MIB does; its fewest top edges with a path: {used}{then}")
     lines += [f"{label}: {msg}" for label, msg in cmp.notes.items()]
     lines += [f"{label}: failed: {msg}" for label, msg in cmp.errors.items()]
     return "\n".join(lines)

@@ -10,8 +10,10 @@ max(1, int(share * n_edges)) edges, ranked by score (ties by edge order).
 
 Never garbage: when m(full) equals m(empty) within noise (|mean difference| <= 2 standard errors over the
 examples, e.g. a model at chance), f divides by noise, so f, CPR and CMD are None ("n/a") with the reason in
-`undefined`, and tables show the KL instead. A size whose top edges leave no input -> logits path is flagged in
-`path` and measured at the fewest top edges that have one (`evaluated_edges`).
+`undefined`, and tables show the KL instead. A size whose top edges leave no input -> logits path scores as MIB
+scores it (its circuit computes what the empty one does: f = 0, and that value enters CPR and CMD); it is flagged in
+`path`, and the fewest top edges that have a path (`evaluated_edges`) are measured too (`nearest`), so a table can
+say what the ranking gives once it connects.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class Curve:
     m_empty: float
     undefined: str = ""               # why f, CPR and CMD are n/a ("" = defined)
     path: tuple[bool, ...] = ()       # whether the size's top edges have an input -> logits path
-    evaluated_edges: tuple[int, ...] = ()  # edges actually measured: n_edges, or the fewest with a path
+    evaluated_edges: tuple[int, ...] = ()  # n_edges where there is a path, else the fewest top edges with one
+    nearest: tuple[float | None, ...] = ()  # f at evaluated_edges (= faithfulness where the size has a path)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -169,15 +172,18 @@ def curve(model: MaskedTransformer, task: Task, circuit: Circuit, sizes: Sequenc
         raise ValueError(f"circuit graph {circuit.graph.to_dict()} does not match the model's {model.graph.to_dict()}")
     counts = edge_counts(model.graph.n_edges, sizes)
     paths, evaluated = _with_paths(circuit.scores, model.graph, counts)
-    keeps = top_keeps(circuit.scores, model.graph.real_edges, evaluated)
+    extra = [k for k, ok in zip(evaluated, paths) if not ok]   # the nearest connected cuts, measured alongside
+    keeps = top_keeps(circuit.scores, model.graph.real_edges, counts + extra)
     metric, loss, full, empty = _measure(model, task, keeps, split, n_examples, ablation)
     m_full, m_empty = float(full.mean()), float(empty.mean())
     why = undefined_reason(metric_name(task), full, empty)
     f = None if why else [(float(m) - m_empty) / (m_full - m_empty) for m in metric]
+    own, more = (f[:len(counts)], iter(f[len(counts):])) if f else (None, iter(()))
+    nearest = (None,) * len(sizes) if not f else tuple(v if ok else next(more) for v, ok in zip(own, paths))
     return Curve(circuit.meta.get("method", "circuit"), tuple(sizes), tuple(counts),
-                 tuple(f) if f else (None,) * len(sizes), tuple(float(x) for x in loss),
-                 None if why else area(sizes, f), None if why else area(sizes, [abs(1 - x) for x in f]),
-                 metric_name(task), m_full, m_empty, why, tuple(paths), tuple(evaluated))
+                 tuple(own) if own else (None,) * len(sizes), tuple(float(x) for x in loss[:len(counts)]),
+                 None if why else area(sizes, own), None if why else area(sizes, [abs(1 - x) for x in own]),
+                 metric_name(task), m_full, m_empty, why, tuple(paths), tuple(evaluated), nearest)
 
 
 def curve_of_keeps(model: MaskedTransformer, task: Task, keeps: Tensor, sizes: Sequence[float], name: str,

@@ -43,9 +43,11 @@ def test_curve_matches_evaluate_at_every_size(tiny_model, echo_task: Task) -> No
     circuit = Circuit(g, scores, g.real_edges.clone(), None, {})
     c = curve(tiny_model, echo_task, circuit, sizes=(0.1, 0.5, 1.0))
     assert c.n_edges == (g.n_edges // 10, g.n_edges // 2, g.n_edges)
-    for i, k in enumerate(c.evaluated_edges):   # the size's edges, or the fewest top edges with a path
+    for i, (k, near) in enumerate(zip(c.n_edges, c.evaluated_edges)):   # the size's edges, as MIB scores them
         f, kl = _by_evaluate(tiny_model, echo_task, scores, k)
         assert c.faithfulness[i] == pytest.approx(f, rel=1e-4, abs=1e-6) and c.kl[i] == pytest.approx(kl, rel=1e-4, abs=1e-6)
+        # and the fewest top edges with a path, where the size has none
+        assert c.nearest[i] == pytest.approx(_by_evaluate(tiny_model, echo_task, scores, near)[0], rel=1e-4, abs=1e-6)
     assert len(set(round(x, 4) for x in c.faithfulness)) == 3    # the sizes differ, so must their values
     f = c.faithfulness   # trapezoids on the linear size axis, by hand
     assert c.cpr == pytest.approx(0.4 * (f[0] + f[1]) / 2 + 0.5 * (f[1] + f[2]) / 2)
@@ -81,18 +83,22 @@ def test_faithfulness_is_na_when_full_equals_empty(tiny_model, tiny_task: Task) 
     assert "KL(full || C)" in table and "n/a" in table and "within noise" in table and "faithfulness f" not in table
 
 
-def test_no_path_sizes_are_measured_at_the_nearest_size_with_one(tiny_model, echo_task: Task) -> None:  # noqa: ANN001
-    """The best-scored edge alone has no path: that size is flagged and measured at the fewest top edges that
-    have one (found here by counting up, one edge at a time)."""
+def test_no_path_sizes_score_zero_and_report_the_nearest_size_with_one(tiny_model, echo_task: Task) -> None:  # noqa: ANN001
+    """The best-scored edge alone has no path: that size scores as the empty circuit (f = 0, as MIB: that value is
+    in CPR), is flagged, and the fewest top edges that have a path (found here by counting up, one edge at a time)
+    are measured too. Planted bug caught: CPR taking the nearest connected cut's f at the size (the old rule)."""
     g = tiny_model.graph
     scores = torch.rand(g.n_src, g.n_dst, generator=torch.Generator().manual_seed(3)) * g.real_edges
     scores[g.src_index("a0.h0"), g.mlp_dst_index(0)] = 2.0   # a0.h0 -> m0 alone has no path to logits
+    scores[g.src_index("input"), g.dst_index("logits")] = 1.9  # the direct path next: the nearest cut computes something
     ranked = Circuit(g, scores, g.real_edges)
     k = next(k for k in range(1, g.n_edges + 1) if ranked.top_n(k).has_path())
     c = curve(tiny_model, echo_task, ranked, sizes=(1 / g.n_edges, 1.0))
     assert c.path == (False, True) and c.evaluated_edges == (k, g.n_edges) and k > 1
-    assert c.faithfulness[0] == pytest.approx(curve(tiny_model, echo_task, ranked, sizes=(k / g.n_edges, 1.0))
-                                              .faithfulness[0], abs=1e-6)
+    assert c.faithfulness[0] == pytest.approx(0.0, abs=1e-6) and c.kl[0] > 0
+    at_k = curve(tiny_model, echo_task, ranked, sizes=(k / g.n_edges, 1.0)).faithfulness[0]
+    assert c.nearest[0] == pytest.approx(at_k, abs=1e-6) and abs(at_k) > 1e-3   # a value that differs from 0
+    assert c.cpr == pytest.approx((1 - 1 / g.n_edges) * (0.0 + 1.0) / 2, abs=1e-5)   # trapezoid from f = 0 to f(full)
 
 
 def test_scores_json_round_trip(tiny_model, tiny_task: Task, tmp_path: Path) -> None:  # noqa: ANN001
