@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare import PER_SIZE, PerSizeConfig, compare_methods, default_runs, format_table, sizes_from_sparsities
+from .config import PruneConfig
 from .faithfulness import MIB_SIZES
 from .methods import METHODS, make_config
 from .methods.warmstart import INITS
@@ -32,8 +33,10 @@ def add_compare_parser(sub: Any, common: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--split", default="test", choices=["train", "validation", "test"])
     p.add_argument("--steps", type=int, default=300, help="edge-pruning: optimiser steps")
     p.add_argument("--edge-sparsity", type=float, default=0.95, help="edge-pruning target; EAP/EAP-IG/random selection")
-    p.add_argument("--lr", type=float, default=None, help="edge-pruning: learning rate of gates and multipliers "
-                   "(default: PruneConfig's 0.8; 0.1 is steadier on the small embedded models)")
+    p.add_argument("--lr", type=float, default=None, help="edge-pruning: learning rate of the gate logits "
+                   f"(default {PruneConfig.lr_gates}, as prune's --lr)")
+    p.add_argument("--lr-lambdas", type=float, default=None, help="edge-pruning: learning rate of the multipliers "
+                   f"(default {PruneConfig.lr_lambdas}, as prune's --lr-lambdas)")
     p.add_argument("--init", default="open", choices=list(INITS), help="edge-pruning gate initialisation ("
                    "eap-ig: the field's EAP-IG, input embeddings interpolated; eap-ig-gates: our gate-path variant)")
     p.add_argument("--per-size", action="store_true",
@@ -52,7 +55,7 @@ def add_compare_parser(sub: Any, common: Callable[[argparse.ArgumentParser], Non
 
 def _options(args: argparse.Namespace) -> dict[str, dict]:
     keep = args.edge_sparsity if args.edge_sparsity < 1 else 0.99
-    lr = {} if args.lr is None else {"lr_gates": args.lr, "lr_lambdas": args.lr}
+    lr = {k: v for k, v in (("lr_gates", args.lr), ("lr_lambdas", args.lr_lambdas)) if v is not None}
     return {"edge-pruning": {"n_steps": args.steps, "edge_sparsity": args.edge_sparsity, "init": args.init, **lr},
             "eap": {"sparsity": keep}, **{m: {"sparsity": keep, "steps": args.ig_steps}
                                           for m in ("eap-ig", "eap-ig-activations", "eap-ig-gates")},

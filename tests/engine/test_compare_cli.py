@@ -41,3 +41,16 @@ def test_compare_methods_unknown_method(checkpoint, tmp_path, capsys):  # noqa: 
     code, _, stderr = _run(capsys, "compare-methods", "--model", str(checkpoint), "--data", str(data),
                            "--methods", "eap,acdcc")
     assert code == 2 and "acdcc" in stderr and "eap-ig" in stderr
+
+
+def test_lr_flags_mean_what_prune_means():
+    """--lr is the gates' learning rate only (as in `prune`); --lr-lambdas the multipliers'. Planted bug caught: --lr
+    also setting the multipliers' rate (the old behaviour, which the help text did not say)."""
+    from engine.__main__ import parser
+    from engine.compare_cli import _options
+
+    args = parser().parse_args(["compare-methods", "--model", "m", "--task", "ioi", "--lr", "0.3"])
+    ep = _options(args)["edge-pruning"]
+    assert ep["lr_gates"] == 0.3 and "lr_lambdas" not in ep
+    args = parser().parse_args(["compare-methods", "--model", "m", "--task", "ioi", "--lr-lambdas", "0.05"])
+    assert _options(args)["edge-pruning"]["lr_lambdas"] == 0.05 and "lr_gates" not in _options(args)["edge-pruning"]
