@@ -18,9 +18,8 @@ if TYPE_CHECKING:
 
 JOB = "experiment.job"   # the page's background run (kept in the session next to the Prune page's own)
 PAIRS = [("boolean_instruction", "boolean_fewshot"), ("ioi", "ioi_t1")]
-N_TASK = 256   # examples per task (64 validation, 64 test), as the CLI: the budget search selects on validation,
-               # and on greater-than-2l 64 validation prompts already let it pick a circuit that keeps 0.93 there
-               # and 0.82 on test (256 validation prompts: 0.99 and 0.99)
+N_TASK = resources.N_EXAMPLES   # the same tasks as every other page, so a circuit found here is judged on the
+                                # same test prompts on the Circuit page (and never on its own training prompts)
 
 
 def default_pair(model_name: str, tasks: list[str]) -> tuple[str, str]:
