@@ -52,9 +52,12 @@ except ValueError as e:
 
 n_lines = len(preds)
 c = st.columns(3)
-for col, which, title in ((c[0], "full", "Full model accuracy"), (c[1], "circuit", f"Circuit accuracy ({circuit.n_edges:,} edges)")):
+TOP1 = ("Share of lines whose most likely next token is the expected answer. Stricter than the accuracy on the Circuit "
+        "and Compare pages, which asks only that the expected answer beats the corrupted prompt's answer.")
+for col, which, title in ((c[0], "full", "Full model top-1 accuracy"),
+                          (c[1], "circuit", f"Circuit top-1 accuracy ({circuit.n_edges:,} edges)")):
     acc, n = prompts.accuracy(preds, which)
-    col.metric(title, "n/a" if acc is None else f"{acc:.0%}")
+    col.metric(title, "n/a" if acc is None else f"{acc:.0%}", help=TOP1)
     col.caption(f"{n} of {n_lines} line(s) {'has' if n == 1 else 'have'} an expected answer and ran"
                 + ("" if n else ": add `| corrupted | expected` to a line to score it"))
 ok = [p for p in preds if not p.problem]
