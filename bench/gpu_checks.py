@@ -45,7 +45,7 @@ def invariants(device: str, dtype: torch.dtype, n_layer: int, d: int) -> tuple[f
 def chunking(device: str) -> tuple[int, float, float]:
     """Max |difference| of outputs and gate gradients between the device's defaults (one chunk on a GPU, no
     reader inputs kept) and 4 MiB chunks with every reader input kept for backward (GPT-2-small shape)."""
-    import engine.model as M
+    import engine.residual as M
     from transformers import GPT2Config, GPT2LMHeadModel
     torch.manual_seed(0)
     folder = tempfile.mkdtemp()

@@ -98,7 +98,7 @@ def layer_activations(cfg: ModelConfig, rows: int, size: int) -> int:
 
 def kept_inputs(cfg: ModelConfig, rows: int, size: int, device: str) -> int:
     """Bytes of the attention readers' mixed inputs kept from forward to backward on this device type."""
-    from .model import kept_input_rows
+    from .residual import kept_input_rows
     return sum(kept_input_rows(cfg, rows * cfg.d_model * size, device).values()) * rows * cfg.d_model * size
 
 

@@ -33,7 +33,8 @@ import torch
 from torch import Tensor
 
 from ..circuit import Circuit
-from ..model import CorruptCache, MaskedTransformer, _chunked
+from ..model import CorruptCache, MaskedTransformer
+from ..residual import _chunked
 from ..tasks.base import Task, TaskData
 from .batched import batched_run
 from .common import (Progress, StepCallback, batches, corrupted, kl_to_full, make_circuit, scoring_data,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import engine.model as model_module
+import engine.residual as residual
 from engine import PruneConfig, prune
 from engine.masks import HC_BETA, HC_GAMMA, HC_ZETA, expected_l0, sample
 from engine.metrics import kl_div
@@ -164,10 +164,10 @@ def test_gate_gradient_equals_finite_differences_on_every_edge(arch, chunks: str
     name, model, _ = arch
     model = _double(model)
     if chunks.startswith("small"):
-        monkeypatch.setitem(model_module.CHUNK_BYTES, "cpu", 900)
-        monkeypatch.setitem(model_module.KEEP_INPUT_BYTES, "cpu", 0)
+        monkeypatch.setitem(residual.CHUNK_BYTES, "cpu", 900)
+        monkeypatch.setitem(residual.KEEP_INPUT_BYTES, "cpu", 0)
     else:
-        monkeypatch.setitem(model_module.KEEP_INPUT_BYTES, "cpu", 10**9)
+        monkeypatch.setitem(residual.KEEP_INPUT_BYTES, "cpu", 10**9)
     g, gen = model.graph, torch.Generator().manual_seed(0)
     x, xc = torch.randint(0, 50, (2, 6), generator=gen), torch.randint(0, 50, (2, 6), generator=gen)
     pos = torch.tensor([[5, 2], [3, -1]]) if scored == "answer positions" else None

@@ -56,13 +56,13 @@ def test_estimate_counts_the_kept_reader_inputs(monkeypatch: pytest.MonkeyPatch)
     """Reader inputs kept for backward (top layers first, within the device's budget) are in the estimate."""
     import dataclasses
 
-    import engine.model as model_module
+    import engine.residual as residual
     cfg = dataclasses.replace(GPT2, n_layers=3)
     layer = (cfg.n_heads * 3 + 1) * 8 * 20 * cfg.d_model * 4      # layer 1: every reader, plus the MLP row
     last = (2 * cfg.kv_heads + 1) * 8 * 20 * cfg.d_model * 4      # layer 2, the last: k and v only
     activations = {}
     for budget in (0, last, last + layer - 1, last + layer, 10**9):
-        monkeypatch.setitem(model_module.KEEP_INPUT_BYTES, "cpu", budget)
+        monkeypatch.setitem(residual.KEEP_INPUT_BYTES, "cpu", budget)
         activations[budget] = estimate(cfg, 8, 20, "fp32", device="cpu").activations - activations.get(0, 0)
     assert list(activations.values())[1:] == [last, last, last + layer, last + layer]   # never layer 0
     assert estimate(cfg, 8, 20, "fp32", device="cpu", checkpoint=True).activations < activations[0]

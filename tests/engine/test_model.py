@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import engine.model as model_module
+import engine.residual as residual
 from engine.weights import load_model
 from tests.conftest import save_gpt2
 
@@ -15,10 +15,10 @@ def chunking(request, monkeypatch):
     """Every test runs with the whole batch as one chunk and every reader input kept for backward, and
     with many small chunks (last one partial) whose inputs backward mixes again."""
     if request.param.startswith("small chunks"):
-        monkeypatch.setitem(model_module.CHUNK_BYTES, "cpu", 900)  # 4 tokens at d8 (2 heads), 1 at d40
-        monkeypatch.setitem(model_module.KEEP_INPUT_BYTES, "cpu", 0)
+        monkeypatch.setitem(residual.CHUNK_BYTES, "cpu", 900)  # 4 tokens at d8 (2 heads), 1 at d40
+        monkeypatch.setitem(residual.KEEP_INPUT_BYTES, "cpu", 0)
     else:
-        monkeypatch.setitem(model_module.KEEP_INPUT_BYTES, "cpu", 10**9)
+        monkeypatch.setitem(residual.KEEP_INPUT_BYTES, "cpu", 10**9)
     return request.param
 
 
@@ -176,11 +176,11 @@ def test_chunking_and_kept_inputs_change_nothing(tmp_path, monkeypatch, checkpoi
     results = []
     for budget, kept in [(10**9, "none"), (900, "top"), (1, "all"), (10**9, "all"), (900, "none")]:
         # chunks: one; 2 tokens each (11 chunks); 1 token each
-        monkeypatch.setitem(model_module.CHUNK_BYTES, "cpu", budget)
+        monkeypatch.setitem(residual.CHUNK_BYTES, "cpu", budget)
         cache = model.corrupt_cache(xc)
         top = _layer_input_bytes(model, cache, 2)
         keep_bytes = {"none": 0, "top": top + 1, "all": 10**9}[kept]
-        monkeypatch.setitem(model_module.KEEP_INPUT_BYTES, "cpu", keep_bytes)
+        monkeypatch.setitem(residual.KEEP_INPUT_BYTES, "cpu", keep_bytes)
         assert sorted(model._kept_inputs(cache, False, None)) == {"none": [], "top": [2], "all": [1, 2]}[kept]
         keep = (torch.rand(model.graph.n_src, model.graph.n_dst, dtype=torch.float64,
                            generator=torch.Generator().manual_seed(3)) * model.graph.real_edges).requires_grad_(True)
@@ -240,7 +240,7 @@ def test_ablations_match_their_definition(pair, ablation):
 
 
 def test_workspace_memory_is_reused_and_changes_nothing(pair):
-    from engine.model import Workspace
+    from engine.residual import Workspace
     model, _ = pair
     x, xc = _tokens(17), _tokens(18)
     keep = (torch.rand(model.graph.n_src, model.graph.n_dst, generator=torch.Generator().manual_seed(5))
@@ -258,7 +258,7 @@ def test_workspace_memory_is_reused_and_changes_nothing(pair):
         torch.testing.assert_close(keep.grad, want_grad)
     assert len(ptrs) == 1
     kept = {k for k in ws._tensors if k.startswith("kept")}
-    assert kept == (set() if model_module.KEEP_INPUT_BYTES["cpu"] == 0 else {f"kept{i}" for i in range(1, model.cfg.n_layers)})
+    assert kept == (set() if residual.KEEP_INPUT_BYTES["cpu"] == 0 else {f"kept{i}" for i in range(1, model.cfg.n_layers)})
     with torch.no_grad():   # nothing to keep for a backward that never comes
         model(x, keep, model.corrupt_cache(xc), workspace=(fresh := Workspace()))
     assert not any(k.startswith("kept") for k in fresh._tensors)
