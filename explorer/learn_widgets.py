@@ -96,8 +96,9 @@ def stages(model_name: str, model: MaskedTransformer, task: Task) -> None:
     for i in range(sess.learn_step):
         with st.spinner(f"Pruning stage {i + 1} (target {targets[i]})…"):
             done.append(resources.learn_stage(model_name, task.name, i, lessons.STAGE_STEPS))
+    full = resources.full_model_result(model_name, task.name)   # stage 0 is the full model: its own accuracy
     rows = [{"stage": 0, "target": 0.0, "sparsity": 0.0, "edges": model.graph.n_edges, "steps": 0, "KL (test)": 0.0,
-             "accuracy (test)": None, "at target (±10%)": ""}]
+             "accuracy (test)": round(full.accuracy, 3), "at target (±10%)": ""}]
     rows += [{"stage": i + 1, "target": s.target, "sparsity": round(s.circuit.sparsity, 3), "edges": s.circuit.n_edges,
               "steps": len(s.log.steps), "KL (test)": round(s.result.kl, 4), "accuracy (test)": round(s.result.accuracy, 3),
               "at target (±10%)": "yes" if s.reached else "no"} for i, s in enumerate(done)]

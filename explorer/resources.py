@@ -236,6 +236,13 @@ def learn_stage(model_name: str, task_name: str, index: int, max_steps: int) -> 
                              previous, max_steps)
 
 
+@st.cache_resource(max_entries=16, show_spinner="Measuring the full model…")
+def full_model_result(model_name: str, task_name: str) -> EvalResult:
+    """The full model on the task's test split (Learn's stage 0; cached per model and task)."""
+    model = get_model(model_name)
+    return engine.evaluate(model, get_task(model_name, task_name), engine.Circuit.full(model.graph))
+
+
 @st.cache_resource(max_entries=16, show_spinner=False)
 def learn_schedule(model_name: str, task_name: str, n_steps: int, warmup: int, target: float) -> engine.PruneLog:
     """Learn's schedule demo: a real short run (cached per setting)."""

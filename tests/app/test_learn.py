@@ -33,6 +33,13 @@ def test_each_stage_reaches_its_target_and_the_graph_thins(app_env):
         assert abs(sparsity - target) <= 0.1 * target, table
     assert table["edges"].is_monotonic_decreasing and table["edges"].nunique() == 6, table
     assert table["KL (test)"][1:].notna().all()
+    assert table["accuracy (test)"].notna().all(), table   # stage 0 too: the full model's own (was None on screen)
+    import engine
+    from explorer import resources
+    name, ref = next(iter(resources.model_choices().items()))   # the test env's one model drives the page
+    model = engine.load_model(ref, device="cpu")
+    task = engine.get_task(resources.default_task(name), model.tokenizer, n=resources.N_EXAMPLES, n_ctx=model.cfg.n_ctx)
+    assert table["accuracy (test)"][0] == round(engine.evaluate(model, task, engine.Circuit.full(model.graph)).accuracy, 3)
     assert _button(at, "Next stage").disabled                       # the last stage is the end
     assert any("Stage 5 of 5" in c.value for c in at.caption)
     text = "\n".join(m.value for m in at.markdown)
