@@ -30,7 +30,7 @@ from .budget_spec import UNFAITHFUL_BELOW, Budget, BudgetConfig, FrontierPoint, 
 from .circuit import Circuit
 from .config import PruneConfig
 from .evaluate import EvalResult, evaluate
-from .methods.warmstart import init_log_alpha_from_scores
+from .methods.warmstart import init_from_circuit
 from .model import MaskedTransformer
 from .prune import PruneLog, StepLog, prune
 from .tasks.base import Task
@@ -72,10 +72,9 @@ class _Search:
             self.log.steps.append(s)
             return None if self.on_step is None else self.on_step(s)
 
-        alpha = None
-        if init is not None:  # the best circuit's edges open, the others closed (rank-based, as EAP warm starts)
-            rank = init.scores.float() + 2.0 * init.keep.float()
-            alpha = init_log_alpha_from_scores(rank, self.model.graph.real_edges, init.n_edges / self.n)
+        # all of the best circuit's edges open, the others closed (unlike per-size runs, which open only the size's
+        # top edges: here that was measured worse, assets/MODELS.md)
+        alpha = None if init is None else init_from_circuit(init, init.n_edges / self.n)
         circuit, plog = prune(self.model, self.task, pcfg, on_step=relay, init_log_alpha=alpha)
         self.log.runs += 1
         self.log.warnings += [w for w in plog.warnings if "no path" not in w]  # a search point, not the result

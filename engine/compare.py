@@ -13,7 +13,7 @@ from .circuit import Circuit
 from .faithfulness import MIB_SIZES, Curve, RandomBaseline, curve, curve_of_keeps, edge_counts, random_baseline
 from .methods import METHODS, make_config
 from .methods.common import NoPathError
-from .methods.warmstart import EdgePruningConfig, init_log_alpha_from_scores, warm_start
+from .methods.warmstart import EdgePruningConfig, init_from_circuit, warm_start
 from .prune import prune
 from .model import MaskedTransformer
 from .tasks.base import Task
@@ -105,7 +105,7 @@ def per_size_run(model: MaskedTransformer, task: Task, label: str, cfg: PerSizeC
     size is that size's own circuit cut to exactly the size's edge count. The returned circuit is the smallest
     size's."""
     t0 = time.perf_counter()
-    n, real = model.graph.n_edges, model.graph.real_edges
+    n = model.graph.n_edges
     counts = edge_counts(n, sizes)
     keeps, prev = {}, None
     for size, k in sorted(zip(sizes, counts), reverse=True):
@@ -116,11 +116,10 @@ def per_size_run(model: MaskedTransformer, task: Task, label: str, cfg: PerSizeC
             init = warm_start(model, task, replace(cfg.first, prune=pcfg))
         else:   # start at this size: the larger circuit's top k edges open, the rest closed; no ramp from 0
             pcfg = replace(cfg.first.prune, edge_sparsity=1.0 - k / n, n_steps=cfg.steps_next, warmup_steps=0)
-            rank = prev.scores.float() + 2.0 * prev.keep.float()
             # Opening all of the larger circuit's edges instead (a sparsity gap of up to 0.3 at step 0) made the
             # multipliers slam gates shut: greater-than-2l's 22-edge circuit kept KL 0.15 (f 0.70) where one run
             # trained for 22 edges reaches 0.0066 (f 0.99); started at the size, 0.0000 (f 1.00).
-            init = init_log_alpha_from_scores(rank, real, k / n)
+            init = init_from_circuit(prev, k / n)
         circuit, _ = prune(model, task, pcfg, init_log_alpha=init)
         prev = circuit.top_n(k)
         keeps[size] = prev.keep
@@ -164,7 +163,7 @@ def format_table(cmp: Comparison) -> str:
         lines.append(why)
     for r in cmp.runs:
         c = r.curve
-        for size, n, ok, used, near in zip(c.sizes, c.n_edges, c.path, c.evaluated_edges, c.nearest or c.sizes):
+        for size, n, ok, used, near in zip(c.sizes, c.n_edges, c.path, c.evaluated_edges, c.nearest):
             if not ok:
                 then = "" if why or near is None else f" (f = {near:.3f})"
                 lines.append(f"{r.label}: no path from the input to logits at {_pct(size)} ({n} edges): scored as the "

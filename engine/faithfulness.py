@@ -177,11 +177,13 @@ def curve(model: MaskedTransformer, task: Task, circuit: Circuit, sizes: Sequenc
     metric, loss, full, empty = _measure(model, task, keeps, split, n_examples, ablation)
     m_full, m_empty = float(full.mean()), float(empty.mean())
     why = undefined_reason(metric_name(task), full, empty)
-    f = None if why else [(float(m) - m_empty) / (m_full - m_empty) for m in metric]
-    own, more = (f[:len(counts)], iter(f[len(counts):])) if f else (None, iter(()))
-    nearest = (None,) * len(sizes) if not f else tuple(v if ok else next(more) for v, ok in zip(own, paths))
-    return Curve(circuit.meta.get("method", "circuit"), tuple(sizes), tuple(counts),
-                 tuple(own) if own else (None,) * len(sizes), tuple(float(x) for x in loss[:len(counts)]),
+    own = nearest = (None,) * len(sizes)
+    if not why:
+        f = [(float(m) - m_empty) / (m_full - m_empty) for m in metric]
+        own, connected = tuple(f[:len(counts)]), iter(f[len(counts):])
+        nearest = tuple(v if ok else next(connected) for v, ok in zip(own, paths))
+    return Curve(circuit.meta.get("method", "circuit"), tuple(sizes), tuple(counts), own,
+                 tuple(float(x) for x in loss[:len(counts)]),
                  None if why else area(sizes, own), None if why else area(sizes, [abs(1 - x) for x in own]),
                  metric_name(task), m_full, m_empty, why, tuple(paths), tuple(evaluated), nearest)
 

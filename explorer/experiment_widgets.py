@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 JOB = "experiment.job"   # the page's background run (kept in the session next to the Prune page's own)
 PAIRS = [("boolean_instruction", "boolean_fewshot"), ("ioi", "ioi_t1")]
-N_TASK = resources.N_EXAMPLES   # the same tasks as every other page, so a circuit found here is judged on the
-                                # same test prompts on the Circuit page (and never on its own training prompts)
 
 
 def default_pair(model_name: str, tasks: list[str]) -> tuple[str, str]:
@@ -57,7 +55,7 @@ def start_both(model: MaskedTransformer, model_name: str, task_names: tuple[str,
     engine.budget_spec.DEFAULT_BUDGET); save both."""
     from engine import budget, budget_spec  # noqa: PLC0415 - torch loads after the first page
 
-    tasks = [resources.get_task(model_name, t, n=N_TASK) for t in task_names]
+    tasks = [resources.get_task(model_name, t) for t in task_names]
     search, goal = budget_spec.DEFAULT_SEARCH, goal or budget_spec.DEFAULT_BUDGET
     per_run = search.prune.n_steps + search.max_refines * search.refine_steps
     stem = model_name.rstrip("/").split("/")[-1]
@@ -104,7 +102,7 @@ def cross_eval(model_name: str, ids: tuple[str, str], task_names: tuple[str, str
                _a: Circuit, _b: Circuit) -> CrossEval:
     from engine.experiment import cross_evaluate  # noqa: PLC0415
 
-    ta, tb = (resources.get_task(model_name, t, n=N_TASK) for t in task_names)
+    ta, tb = (resources.get_task(model_name, t) for t in task_names)
     return cross_evaluate(resources.get_model(model_name), _a, _b, ta, tb, names)
 
 

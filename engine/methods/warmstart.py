@@ -70,6 +70,13 @@ def init_log_alpha_from_scores(scores: Tensor, real: Tensor, keep_share: float, 
     return out
 
 
+def init_from_circuit(circuit: Circuit, keep_share: float) -> Tensor:
+    """Gate logits that start a run from `circuit`: its top `keep_share` of edges open (its kept edges first, then by
+    score), the others closed. Used to continue at a smaller size (per-size runs, the budget search's refines)."""
+    rank = circuit.scores.float() + 2.0 * circuit.keep.float()
+    return init_log_alpha_from_scores(rank, circuit.graph.real_edges, keep_share)
+
+
 def warm_start(model: MaskedTransformer, task: Task, cfg: EdgePruningConfig) -> Tensor | None:
     """The initial gate logits for `cfg.init` (None for the authors' all-open start)."""
     if cfg.init == "open":
