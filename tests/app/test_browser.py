@@ -145,6 +145,8 @@ def test_reload_reattaches_to_a_running_prune(server):
         _shot(page, "reattached")
         page.get_by_role("button", name="Cancel").click()
         page.get_by_text("stopped early").wait_for(timeout=120_000)
+        # the button streams in after the outcome line of the same script run: wait for it, do not count at once
+        page.get_by_role("button", name="Save this result to the library").wait_for(timeout=30_000)
         assert page.get_by_role("button", name="Save this result to the library").count() == 1
         page.get_by_text("Runs in this library (1)").click()
         page.locator('td:has-text("cancelled")').first.wait_for(state="attached", timeout=30_000)  # the grid's cell
